@@ -1,0 +1,27 @@
+# genreview: a measured review of generative models.
+#
+# Real images in, every model family trained and scored under one protocol, and the
+# LaTeX review rebuilt from the runs:
+#
+#   data -> domain classifier -> train each model x seed -> evaluate -> summary
+#        -> figures + tables -> rendered templates -> latexmk -> build/review.pdf
+#
+# Build:   snakemake --cores all                     (profile from config.yaml; default small)
+#          snakemake --cores all --config profile=smoke
+# One run: snakemake --cores all results/small/eval/vae/seed0/metrics.json
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/classifier.smk"
+include: "rules/models.smk"
+include: "rules/evaluate.smk"
+include: "rules/paper.smk"
+
+
+rule all:
+    input:
+        P.pdf,
+    default_target: True

@@ -1,0 +1,143 @@
+"""Command line: one subcommand per pipeline step (Snakemake calls these; so can you).
+
+    python -m genreview train --config config.yaml --model vae --seed 0 --out results/small/vae/seed0
+
+Each step takes either --spec (the JSON the Snakefile passes) or --config (a config.yaml,
+resolved with its profile, optionally --profile to override it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import config as C
+from .utils import setup_logging
+
+
+def _spec(args, kind: str) -> dict:
+    if args.spec:
+        return json.loads(args.spec)
+    raw = C.load(args.config)
+    if args.profile:
+        raw["profile"] = args.profile
+    cfg = C.resolve(raw, args.config)
+    if kind == "train":
+        return C.train_spec(cfg, args.model, args.seed)
+    if kind == "eval":
+        return C.eval_spec(cfg, args.model, args.seed)
+    if kind == "classifier":
+        return C.classifier_spec(cfg)
+    if kind == "reference":
+        return C.reference_spec(cfg)
+    if kind == "data":
+        return C.data_spec(cfg)
+    return C.summary_spec(cfg)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m genreview", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def step(name, help_):
+        s = sub.add_parser(name, help=help_)
+        g = s.add_mutually_exclusive_group()
+        g.add_argument("--spec", help="JSON spec (as written by the Snakefile)")
+        g.add_argument("--config", default="config.yaml", help="config.yaml to resolve (default)")
+        s.add_argument("--profile", choices=["smoke", "small", "full"])
+        s.add_argument("--threads", type=int)
+        return s
+
+    s = step("prepare-data", "put the dataset in torchvision's layout; write a manifest")
+    s.add_argument("--manifest", required=True)
+    s = step("train-classifier", "train the frozen domain classifier of the protocol")
+    s.add_argument("--out", required=True)
+    s = step("train", "train one model")
+    s.add_argument("--model", required=False)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s = step("evaluate", "sample and score one trained run")
+    s.add_argument("--model")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--run", required=True)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True)
+    s = step("reference", "score real data (floor) and noise (ceiling)")
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True)
+    s = step("summarize", "collect results files into one summary")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--reference", required=True)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("figures", help="draw the figures from the summary")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--runs", required=True, help="JSON: model -> run folder")
+    s.add_argument("--evals", required=True, help="JSON: model -> evaluation folder")
+    s.add_argument("--data-root", required=True)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("tables", help="write the LaTeX tables from the summary")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("render", help="render the paper's templates")
+    s.add_argument("--templates", default="paper")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--figures", default="figures")
+    s.add_argument("--tables", default="tables")
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("latex", help="build the PDF with latexmk")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--out", required=True)
+
+    args = p.parse_args(argv)
+    setup_logging()
+    from .data import DataError
+    from .latex import LatexError
+    from .metrics import InceptionWeightsMissing
+    from .render import RenderError
+    try:
+        return _run(args)
+    except (C.ConfigError, DataError, LatexError, RenderError, InceptionWeightsMissing) as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.cmd == "prepare-data":
+        from .data import prepare
+        spec = _spec(args, "data")
+        prepare(spec["dataset"], spec["data_root"], spec["debian_dir"], args.manifest)
+    elif args.cmd == "train-classifier":
+        from .classifier import train_classifier
+        train_classifier(_spec(args, "classifier"), args.out, args.threads)
+    elif args.cmd == "train":
+        from .train import train
+        train(_spec(args, "train"), args.out, args.threads)
+    elif args.cmd == "evaluate":
+        from .evaluate import evaluate_run
+        evaluate_run(_spec(args, "eval"), args.run, args.classifier, args.out, args.threads)
+    elif args.cmd == "reference":
+        from .evaluate import reference
+        reference(_spec(args, "reference"), args.classifier, args.out, args.threads)
+    elif args.cmd == "summarize":
+        from .summary import collect
+        collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out)
+    elif args.cmd == "figures":
+        from .figures import make_figures
+        make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out)
+    elif args.cmd == "tables":
+        from .tables import write_tables
+        write_tables(json.loads(open(args.summary).read()), args.out)
+    elif args.cmd == "render":
+        from .render import render
+        render(args.templates, args.summary, args.out, args.figures, args.tables)
+    elif args.cmd == "latex":
+        from .latex import build_pdf
+        build_pdf(args.dir, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""config.yaml: validation against the JSON schema, profiles, and the per-step specs.
+
+The Snakefile and the command line share this module. `resolve` validates the raw
+config, applies the chosen profile's overrides and validates again; the `*_spec`
+functions cut out what one step needs, so that a step reruns only when its own part of
+the config changes.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .classifier import ClassifierConfig
+from .metrics import EvalConfig
+from .models import REGISTRY
+from .train import TrainConfig
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """config.yaml is invalid; the message names the key and what to do."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+# --------------------------------------------------------------------------- validation
+
+def _keys_at(schema: dict, root: dict, node: dict) -> set[str]:
+    """Property names a schema node allows, following $ref (enough for this schema's shape)."""
+    keys = set(node.get("properties", {}))
+    if "$ref" in node:
+        keys |= _keys_at(schema, root, _deref(root, node["$ref"]))
+    return keys
+
+
+def _deref(root: dict, ref: str) -> dict:
+    node = root
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _dotted(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _message(err: jsonschema.ValidationError, root: dict, source: str) -> str:
+    where = _dotted(err.absolute_path)
+    if err.validator in ("additionalProperties", "unevaluatedProperties"):
+        extra = re.findall(r"'([^']+)'", err.message.split("(")[-1]) or ["?"]
+        allowed = sorted(_keys_at(root, root, err.schema))
+        parts = []
+        for key in extra:
+            full = f"{where}.{key}" if err.absolute_path else key
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            parts.append(f"{source}: unknown key '{full}'{hint}. Allowed here: {', '.join(allowed)}")
+        return "\n".join(parts)
+    if err.validator == "enum":
+        return (f"{source}: '{where}' is {err.instance!r}, not one of "
+                f"{', '.join(map(str, err.validator_value))}")
+    if err.validator == "type":
+        hint = ""
+        if isinstance(err.instance, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", err.instance):
+            hint = f" (YAML reads {err.instance} as text: write it with a decimal point, e.g. 1.0e-3)"
+        return f"{source}: '{where}' must be of type {err.validator_value}, got {err.instance!r}{hint}"
+    if err.validator == "required":
+        return f"{source}: {err.message} at '{where}'"
+    return f"{source}: '{where}': {err.message}"
+
+
+def validate(cfg: dict, source: str = "config.yaml") -> None:
+    """Raise ConfigError naming every offending key."""
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(_message(e, schema, source) for e in errors)))
+
+
+# --------------------------------------------------------------------------- profiles
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def resolve(raw: dict, source: str = "config.yaml") -> dict:
+    """Validate, apply `profiles[profile]`, validate the result, and fill top-level defaults."""
+    validate(raw, source)
+    profile = raw["profile"]
+    cfg = deep_merge({k: v for k, v in raw.items() if k != "profiles"}, raw.get("profiles", {}).get(profile) or {})
+    validate(cfg, f"{source} (profile {profile})")
+    cfg.setdefault("dataset", "fashion_mnist")
+    cfg.setdefault("models", list(REGISTRY))
+    cfg.setdefault("seeds", [0])
+    cfg.setdefault("device", "auto")
+    cfg["data"] = {"root": "data", "debian_dir": "/usr/share/datasets/fashion-mnist", **cfg.get("data", {})}
+    cfg["paper"] = {"title": "Generative models, measured: a review with its experiments",
+                    "authors": "The genreview authors", **cfg.get("paper", {})}
+    return cfg
+
+
+# --------------------------------------------------------------------------- per-step specs
+
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _base(cfg: dict) -> dict:
+    return {"dataset": cfg["dataset"], "data_root": cfg["data"]["root"], "device": cfg["device"]}
+
+
+def data_spec(cfg: dict) -> dict:
+    return {"dataset": cfg["dataset"], "data_root": cfg["data"]["root"], "debian_dir": cfg["data"]["debian_dir"]}
+
+
+def summary_spec(cfg: dict) -> dict:
+    return {"profile": cfg["profile"], "dataset": cfg["dataset"], "models": cfg["models"], "seeds": cfg["seeds"],
+            "eval": eval_config(cfg)}
+
+
+def classifier_spec(cfg: dict) -> dict:
+    return {**_base(cfg), "seed": 0, "classifier": dataclasses.asdict(ClassifierConfig(**cfg.get("classifier", {})))}
+
+
+def train_spec(cfg: dict, model: str, seed: int) -> dict:
+    over = cfg.get("hparams", {}).get(model, {})
+    train = {**cfg.get("train", {}), **{k: v for k, v in over.items() if k in _TRAIN_FIELDS}}
+    hparams = {k: v for k, v in over.items() if k not in _TRAIN_FIELDS}
+    _, cfg_cls = REGISTRY[model]
+    return {**_base(cfg), "model": model, "seed": int(seed),
+            "hparams": dataclasses.asdict(cfg_cls(**hparams)),
+            "train": dataclasses.asdict(TrainConfig(**train))}
+
+
+def eval_config(cfg: dict) -> dict:
+    return dataclasses.asdict(EvalConfig(**cfg.get("eval", {})))
+
+
+def eval_spec(cfg: dict, model: str, seed: int) -> dict:
+    return {**_base(cfg), "model": model, "seed": int(seed), "eval": eval_config(cfg)}
+
+
+def reference_spec(cfg: dict) -> dict:
+    return {**_base(cfg), "eval": eval_config(cfg)}

@@ -1,0 +1,154 @@
+"""Evaluate one trained run under the shared protocol, plus the real-data reference points.
+
+`evaluate_run` draws N samples (timing them), scores them with `metrics.Reference`, and
+saves what the figures need: a sample grid, interpolations for latent-variable models,
+reconstructions for models with an encoder, and a denoising chain for diffusion models.
+`reference` scores the floor (real train images against the test split) and the ceiling
+(uniform noise).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .classifier import load_classifier, predict
+from .metrics import EvalConfig, Reference, uniform_noise
+from .models import build
+from .utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
+                    seed_everything, set_threads, torch_save)
+
+
+def _load_model(path, device):
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = build(ck["model"], ck["hparams"], ck["shape"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def generate(model, n: int, batch: int, seed: int, device, precision: str):
+    """n uint8 samples, drawn in batches; returns (images, seconds)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    with autocast(device, precision):
+        model.sample(min(4, n), generator=torch.Generator(device=device).manual_seed(0))  # warm-up
+    out = []
+    with Stopwatch(device) as sw:
+        with autocast(device, precision):
+            for i in range(0, n, batch):
+                out.append(D.to_uint8(model.sample(min(batch, n - i), generator=g)))
+    return torch.cat(out), sw.seconds
+
+
+def _lerp_grid(a, b, steps):  # (R, ...) x2 -> (R * steps, ...)
+    w = torch.linspace(0, 1, steps, device=a.device).view(1, steps, *([1] * (a.dim() - 1)))
+    return (a[:, None] * (1 - w) + b[:, None] * w).flatten(0, 1)
+
+
+def _slerp_grid(a, b, steps):
+    """Spherical interpolation, the usual path between Gaussian noise vectors (White 2016)."""
+    w = torch.linspace(0, 1, steps, device=a.device).view(1, steps, 1)
+    an, bn = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((an * bn).sum(1).clamp(-1 + 1e-7, 1 - 1e-7)).view(-1, 1, 1)
+    so = torch.sin(omega)
+    return ((torch.sin((1 - w) * omega) / so) * a[:, None] + (torch.sin(w * omega) / so) * b[:, None]).flatten(0, 1)
+
+
+@torch.no_grad()
+def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
+    """Family-specific material for the figures, chosen by what the model can do."""
+    out = {}
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    rows, steps = 6, cfg.interp_steps
+    if hasattr(model, "reconstruct"):  # encoder-decoder: reconstructions and latent interpolation
+        x = D.to_unit(test.images[:2000]).to(device)
+        rec = torch.cat([model.reconstruct(b) for b in x.split(500)])
+        out["recon_mse"] = float((rec - x).pow(2).mean())
+        out["recon_bce"] = float(torch.nn.functional.binary_cross_entropy(rec.clamp(1e-6, 1 - 1e-6), x,
+                                                                          reduction="none").flatten(1).sum(1).mean())
+        out["neg_elbo_nats"] = float(-torch.cat([model.log_prob(b) for b in x.split(500)]).mean())
+        first = [int((test.labels == c).nonzero()[0]) for c in range(int(test.labels.max()) + 1)]
+        out["recon"] = torch.stack([test.images[first], D.to_uint8(model.reconstruct(x[first]))])  # (2, K, C, H, W)
+        a = model.encode(x[:rows])[0]
+        b = model.encode(x[rows:2 * rows])[0]
+        out["interp"] = D.to_uint8(model.decode(_lerp_grid(a, b, steps))).view(rows, steps, *model.shape)
+    elif hasattr(model, "generate"):  # noise-to-image generator: interpolation between noise vectors
+        z = torch.randn(2 * rows, model.cfg.z_dim, generator=g, device=device)
+        out["interp"] = D.to_uint8(model.generate(_slerp_grid(z[:rows], z[rows:], steps))).view(rows, steps,
+                                                                                             *model.shape)
+    if hasattr(model, "make_scheduler"):  # diffusion: the ancestral denoising chain
+        T = model.cfg.timesteps
+        at = sorted({T - 1, *(int(T * f) for f in (0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05)), 0}, reverse=True)
+        _, chain = model.sample(8, generator=g, sampler="ddpm", steps=T, chain_at=at)
+        out["chain_t"] = at
+        out["chain_x"] = torch.stack([D.to_uint8(chain[t][0]) for t in at], 1)   # (8, len(at), C, H, W)
+        out["chain_x0"] = torch.stack([D.to_uint8(chain[t][1]) for t in at], 1)
+    return out
+
+
+def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
+                 threads: int | None = None) -> dict:
+    """Score the run in `run_dir`; writes metrics.json and samples.pt into `out`."""
+    set_threads(threads)
+    run_dir, out = Path(run_dir), Path(out)
+    cfg = EvalConfig(**spec["eval"])
+    device = pick_device(spec["device"])
+    summary = load_json(run_dir / "train_summary.json")
+    metrics = {"model": spec["model"], "seed": spec["seed"], "status": summary["status"],
+               "train": summary, "device": device_name(device)}
+    if summary["status"] != "ok":
+        log.warning("%s seed %s %s; recording that instead of scoring samples", spec["model"], spec["seed"],
+                    summary["status"])
+        save_json(metrics, out / "metrics.json")
+        torch_save({}, out / "samples.pt")
+        return metrics
+    seed_everything(cfg.seed + spec["seed"])
+    model = _load_model(run_dir / "model.pt", device)
+    clf = load_classifier(classifier, device)
+    test = D.load(spec["dataset"], spec["data_root"], "test")
+    precision = summary["precision"]  # what measured fastest for this model in training
+    fake, secs = generate(model, cfg.n_samples, cfg.batch_size, cfg.seed + spec["seed"], device, precision)
+    log.info("sampled %d images in %.1fs (%.2f ms/image)", len(fake), secs, 1000 * secs / len(fake))
+    if not torch.isfinite(fake.float()).all():
+        raise RuntimeError("samples contain NaN")
+    ref = Reference(clf, reference_images(test, cfg), cfg)
+    metrics.update(ref.score(fake))
+    hist = torch.bincount(predict(clf, fake), minlength=int(test.labels.max()) + 1).float()
+    metrics.update(
+        sample_ms_per_image=1000 * secs / len(fake), sample_batch=cfg.batch_size, nfe=model.nfe,
+        sample_precision=precision, class_histogram=(hist / hist.sum()).tolist(),
+    )
+    ex = extras(model, test, cfg, device)
+    metrics.update({k: v for k, v in ex.items() if isinstance(v, float)})
+    save_json(metrics, out / "metrics.json")
+    torch_save({"grid": fake[:64], **{k: v for k, v in ex.items() if not isinstance(v, float)}},
+               out / "samples.pt")
+    return metrics
+
+
+def reference_images(test: D.Split, cfg: EvalConfig) -> torch.Tensor:
+    """The real side of the protocol: the test split, or a fixed subset of it."""
+    if not cfg.n_reference or cfg.n_reference >= len(test):
+        return test.images
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    return test.images[torch.randperm(len(test), generator=g)[:cfg.n_reference]]
+
+
+def reference(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None) -> dict:
+    """Floor (N real train images vs the test split) and ceiling (N uniform-noise images)."""
+    set_threads(threads)
+    cfg = EvalConfig(**spec["eval"])
+    device = pick_device(spec["device"])
+    clf = load_classifier(classifier, device)
+    train, test = (D.load(spec["dataset"], spec["data_root"], s) for s in ("train", "test"))
+    ref = Reference(clf, reference_images(test, cfg), cfg)
+    g = torch.Generator().manual_seed(cfg.seed)
+    n = min(cfg.n_samples, len(train))
+    real = train.images[torch.randperm(len(train), generator=g)[:n]]
+    res = {"floor": ref.score(real), "ceiling": ref.score(uniform_noise(n, train.shape, cfg.seed)),
+           "n_samples": n, "n_reference": len(ref.real), "device": device_name(device)}
+    res["floor"]["class_histogram"] = (torch.bincount(predict(clf, real), minlength=10).float() / n).tolist()
+    log.info("floor FD %.3f, ceiling FD %.1f", res["floor"]["fd"], res["ceiling"]["fd"])
+    save_json(res, Path(out))
+    return res

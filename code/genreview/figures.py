@@ -1,0 +1,191 @@
+"""The paper's figures, drawn by matplotlib from the results files only."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from . import data as D  # noqa: E402
+from .report import fmt  # noqa: E402
+from .paths import figure_names  # noqa: E402
+from .utils import atomic_path  # noqa: E402
+
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+                     "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 150, "savefig.dpi": 300,
+                     "pdf.fonttype": 42})
+COLORS = {"vae": "#1b9e77", "gan": "#d95f02", "diffusion": "#7570b3", "likelihood": "#e7298a"}
+
+
+def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
+    """uint8 (N, C, H, W) -> an (H', W') or (H', W', 3) array for imshow."""
+    g = make_grid(images.float() / 255, nrow=nrow, padding=pad, pad_value=1.0)
+    g = g.permute(1, 2, 0).numpy()
+    return g[..., 0] if images.shape[1] == 1 else g
+
+
+def _show(ax, images, nrow, title=None):
+    ax.imshow(_grid(images, nrow), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title)
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:], bbox_inches="tight", pad_inches=0.02)
+    plt.close(fig)
+
+
+def samples_figure(summary, real: torch.Tensor, samples: dict, path):
+    """Real images beside each model's samples, captioned with FD."""
+    names = summary["order"]
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(1.75 * (len(names) + 1), 2.0))
+    _show(axes[0], real[:36], 6, f"Real {summary['dataset_name']}")
+    for ax, name in zip(axes[1:], names):
+        m = summary["models"][name]
+        grid = samples[name].get("grid")
+        if grid is None or len(grid) == 0:
+            ax.text(0.5, 0.5, "diverged", ha="center", va="center", transform=ax.transAxes)
+            ax.axis("off")
+            ax.set_title(m["display"])
+            continue
+        fd = m["metrics"].get("fd", {}).get("mean")
+        _show(ax, grid[:36], 6, f"{m['display']} (FD {fmt(fd)})")
+    _save(fig, path)
+
+
+def progress_figure(summary, progress: dict, path):
+    """Samples from fixed noise at the epochs listed in config: one panel per model, a row per epoch."""
+    names = [n for n in summary["order"] if progress.get(n)]
+    heights = [len(progress[n]) + 0.9 for n in names] or [1]
+    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(6.0, 0.5 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, name in zip(axes[:, 0], names):
+        epochs = sorted(progress[name])
+        rows = torch.cat([progress[name][e][:12] for e in epochs])
+        _show(ax, rows, min(12, len(progress[name][epochs[0]])), summary["models"][name]["display"])
+        h = rows.shape[-2] + 1
+        ax.set_yticks([h * (i + 0.5) for i in range(len(epochs))], [f"epoch {e}" for e in epochs])
+        ax.tick_params(length=0)
+    _save(fig, path)
+
+
+def recon_figure(summary, recon: torch.Tensor, path):
+    """Test images (top) and the VAE's reconstructions (bottom), one per class."""
+    fig, ax = plt.subplots(figsize=(4.2, 1.0))
+    _show(ax, torch.cat([recon[0], recon[1]]), recon.shape[1])
+    h = recon.shape[-2] + 1
+    ax.set_yticks([h * 0.5, h * 1.5], ["test", "recon."])
+    ax.tick_params(length=0)
+    _save(fig, path)
+
+
+def interpolation_figure(summary, interps: dict, path):
+    """Rows of interpolations: between encoded test images (VAE), between noise vectors (GAN)."""
+    names = [n for n in summary["order"] if n in interps]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 2.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        it = interps[name]  # (rows, steps, C, H, W)
+        kind = "latent" if summary["models"][name]["family"] == "vae" else "noise"
+        _show(ax, it.flatten(0, 1), it.shape[1], f"{summary['models'][name]['display']}: {kind} interpolation")
+    _save(fig, path)
+
+
+def chain_figure(summary, name, s: dict, path):
+    """The ancestral denoising chain: x_t (top block) and the predicted x_0 (bottom block)."""
+    ts = s["chain_t"]
+    x, x0 = s["chain_x"][:4], s["chain_x0"][:4]  # (4, T', C, H, W)
+    fig, axes = plt.subplots(2, 1, figsize=(0.36 * len(ts) + 0.4, 3.4))
+    _show(axes[0], x.flatten(0, 1), len(ts), "$x_t$")
+    _show(axes[1], x0.flatten(0, 1), len(ts), "predicted $x_0$")
+    w = x.shape[-1] + 1
+    for ax in axes:
+        ax.set_xticks([w * (i + 0.5) for i in range(len(ts))], [f"{t}" for t in ts])
+        ax.tick_params(length=0)
+    axes[1].set_xlabel("timestep $t$")
+    _save(fig, path)
+
+
+def curves_figure(summary, logs: dict, path):
+    """Training losses against images seen, one panel per model."""
+    names = summary["order"]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 1.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = logs[name]
+        m = summary["models"][name]
+        keys = [k for k in ("d_loss", "g_loss") if rows and k in rows[0]] or ["loss"]
+        for k in keys:
+            ax.plot([r["images"] / 1e3 for r in rows], [r[k] for r in rows], lw=0.8, label=k.replace("_", " "))
+        ax.set_title(m["display"])
+        ax.set_xlabel("images seen (thousands)")
+        if len(keys) > 1:
+            ax.legend(frameon=False)
+        if name in [n for n in names if summary["models"][n]["family"] == "vae"]:
+            ax.set_ylabel("negative ELBO (nats)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def quality_cost_figure(summary, path):
+    """FD against sampling time per image (log scale), with the real-data floor."""
+    fig, ax = plt.subplots(figsize=(3.3, 2.3))
+    for name in summary["order"]:
+        m = summary["models"][name]
+        fd, ms = m["metrics"].get("fd"), m["metrics"].get("sample_ms_per_image")
+        if not fd or fd["mean"] is None:
+            continue
+        ax.errorbar(ms["mean"], fd["mean"], yerr=fd["std"] or None, fmt="o", color=COLORS.get(m["family"]),
+                    capsize=2, ms=4)
+        nfe = m["metrics"].get("nfe", {}).get("mean")
+        ax.annotate(f"{m['display']}\n{fmt(nfe)} NFE", (ms["mean"], fd["mean"]), textcoords="offset points",
+                    xytext=(5, -3), fontsize=7, va="top")
+    ax.axhline(summary["reference"]["floor"]["fd"], color="gray", ls="--", lw=0.8, label="real data (floor)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.margins(x=0.35, y=0.3)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(f"sampling time (ms/image, batch {summary['eval'].get('batch_size', 256)})")
+    ax.set_ylabel(f"FD (N={summary['n_samples']})")
+    ax.legend(frameon=False, loc="upper right")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, out_dir) -> None:
+    """run_dirs / eval_dirs: model -> folder of its first seed's training run / evaluation."""
+    summary = json.loads(Path(summary_path).read_text())
+    out = Path(out_dir)
+    samples = {m: torch.load(Path(eval_dirs[m]) / "samples.pt", weights_only=False) for m in summary["order"]}
+    real = D.load(summary["dataset"], data_root, "test").images
+    samples_figure(summary, real, samples, out / "samples.pdf")
+    logs = {m: [json.loads(line) for line in (Path(run_dirs[m]) / "train_log.jsonl").read_text().splitlines()]
+            for m in summary["order"]}
+    curves_figure(summary, logs, out / "training_curves.pdf")
+    quality_cost_figure(summary, out / "quality_vs_cost.pdf")
+    progress = {m: torch.load(Path(run_dirs[m]) / "progress.pt", weights_only=False) for m in summary["order"]}
+    progress_figure(summary, progress, out / "progress.pdf")
+    if "vae" in samples and "recon" in samples["vae"]:
+        recon_figure(summary, samples["vae"]["recon"], out / "vae_reconstructions.pdf")
+    interps = {m: s["interp"] for m, s in samples.items() if "interp" in s}
+    if {"vae", "dcgan"} & set(summary["order"]):
+        interpolation_figure(summary, interps, out / "interpolation.pdf")
+    if "ddpm" in samples and "chain_t" in samples["ddpm"]:
+        chain_figure(summary, "ddpm", samples["ddpm"], out / "ddpm_chain.pdf")
+    for name in figure_names(summary["order"]):  # a diverged run still gets a placeholder figure
+        if not (out / name).exists():
+            fig, ax = plt.subplots(figsize=(3, 1))
+            ax.text(0.5, 0.5, "not available: the run diverged", ha="center", va="center")
+            ax.axis("off")
+            _save(fig, out / name)

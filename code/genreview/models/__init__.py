@@ -1,0 +1,37 @@
+"""Name-to-family registry: each family is one file with a config dataclass beside its model."""
+from __future__ import annotations
+
+import dataclasses
+
+from .base import GenerativeModel
+from .dcgan import DCGAN, DCGANConfig
+from .ddpm import DDPM, DDPMConfig
+from .vae import VAE, VAEConfig
+
+REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
+    "vae": (VAE, VAEConfig),
+    "dcgan": (DCGAN, DCGANConfig),
+    "ddpm": (DDPM, DDPMConfig),
+}
+
+# How the paper names each model and which family it belongs to.
+DISPLAY = {
+    "vae": ("VAE", "vae"),
+    "dcgan": ("DCGAN", "gan"),
+    "ddpm": ("DDPM", "diffusion"),
+}
+
+
+def config_fields(name: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(REGISTRY[name][1])}
+
+
+def build(name: str, hparams: dict, shape) -> GenerativeModel:
+    """Instantiate family `name` with its dataclass defaults overridden by `hparams`."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+    cls, cfg_cls = REGISTRY[name]
+    unknown = set(hparams) - config_fields(name)
+    if unknown:
+        raise KeyError(f"hparams.{name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(config_fields(name))}")
+    return cls(cfg_cls(**hparams), shape)

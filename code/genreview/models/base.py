@@ -1,0 +1,114 @@
+"""The small interface every model family implements, and what they share.
+
+A family maps images in [0, 1] of shape (B, C, H, W) to a training loss, draws
+samples in the same range, and, where tractable, gives a log-likelihood or a bound
+on it. The trainer (`genreview.train`) knows nothing else about a model.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a network's weights, with the usual warm-up.
+
+    The effective decay at update t is min(decay, (1 + t) / (10 + t)), so that a short
+    run is not dominated by the random initialisation (as in Ho et al. 2020's code).
+    """
+
+    def __init__(self, net: nn.Module, decay: float):
+        super().__init__()
+        self.decay = decay
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.updates += 1
+        t = self.updates.item()
+        d = min(self.decay, (1 + t) / (10 + t))
+        for e, p in zip(self.net.parameters(), net.parameters()):
+            e.lerp_(p.detach(), 1 - d)
+        for e, b in zip(self.net.buffers(), net.buffers()):
+            e.copy_(b)
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every family.
+
+    Args:
+        cfg: the family's config dataclass (defaults beside the model, overridden by config.yaml).
+        shape: (C, H, W) of the images it models.
+
+    Subclasses set `likelihood` to "exact", "bound" or "none" and implement `loss`,
+    `sample`, and `log_prob` where `likelihood` is not "none".
+    """
+
+    likelihood: str = "none"
+
+    def __init__(self, cfg, shape: tuple[int, int, int]):
+        super().__init__()
+        self.cfg = cfg
+        self.shape = tuple(shape)
+
+    # ---- what every family implements -------------------------------------------------
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Losses for a batch x in [0, 1], (B, C, H, W); the key "loss" is the one optimised."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples in [0, 1], (n, C, H, W)."""
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) in nats per image, (B,), or a lower bound on it when likelihood == "bound"."""
+        raise NotImplementedError(f"{type(self).__name__} has no tractable likelihood")
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations needed for one sample."""
+        return 1
+
+    def sampling_network(self) -> nn.Module:
+        """The network that sampling runs (its size is what a user deploys)."""
+        return self
+
+    # ---- training: one optimiser by default; adversarial families override train_step ----
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.Adam(self.parameters(), lr=self.cfg.lr)}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, optimizers: dict,
+                   amp: Callable[[], AbstractContextManager] = nullcontext) -> dict[str, torch.Tensor]:
+        opt = optimizers["main"]
+        with amp():
+            losses = self.loss(x, y)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        clip = getattr(self.cfg, "grad_clip", 0.0)
+        if clip:
+            losses["grad_norm"] = nn.utils.clip_grad_norm_(self.parameters(), clip)
+        opt.step()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def lr_schedulers(self, optimizers: dict, total_steps: int) -> list:
+        """Learning-rate schedules stepped once per training step (none by default)."""
+        return []
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int, final: float = 0.1):
+    """Linear warm-up then cosine decay to `final` x the base rate."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,116 @@
+"""Numbers and words for the paper, chosen from the results.
+
+Tables and templates format every number through `fmt`/`pm`, so the PDF shows the same
+digits everywhere. Comparative words ("lower", "faster") come from `compare`, which
+also says whether the gap exceeds the seed spread and how many seeds stand behind it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Metric name -> (label in the paper, True if lower is better)
+METRIC_INFO = {
+    "fd": ("FD", True), "kid": ("KID", True), "is": ("IS", False),
+    "precision": ("precision", False), "recall": ("recall", False),
+    "density": ("density", False), "coverage": ("coverage", False),
+    "sample_ms_per_image": ("sampling time", True), "train_seconds": ("training time", True),
+    "ms_per_step": ("time per step", True), "params": ("parameters", True), "nfe": ("NFE", True),
+    "recon_mse": ("reconstruction MSE", True), "fid_inception": ("Inception FID", True),
+}
+
+
+def _decimals(x: float, sig: int) -> int:
+    if x == 0 or not math.isfinite(x):
+        return 0
+    return max(0, sig - 1 - math.floor(math.log10(abs(x))))
+
+
+def fmt(x, sig: int = 3, decimals: int | None = None) -> str:
+    """x to `sig` significant digits without exponent (large numbers keep all integer digits)."""
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if not math.isfinite(x):
+        return "n/a"
+    if decimals is None and x.is_integer() and abs(x) >= 1:
+        return f"{int(x)}"
+    d = _decimals(x, sig) if decimals is None else decimals
+    s = f"{x:.{d}f}"
+    return "0" if s.strip("-0.") == "" and d == 0 else s
+
+
+def pm(st: dict, sig: int = 3, scale: float = 1.0, math_mode: bool = True, decimals: int | None = None) -> str:
+    """A seed-aggregated stat as 'mean \\pm std' (std to two significant digits, mean to the
+    same decimals); a single seed shows the mean alone."""
+    if not st or st.get("mean") is None:
+        return "n/a"
+    mean = st["mean"] * scale
+    if st["n"] < 2 or not st["std"]:
+        return fmt(mean, sig, decimals)
+    std = st["std"] * scale
+    d = max(_decimals(std, 2), 0) if decimals is None else decimals
+    body = f"{mean:.{d}f} \\pm {std:.{d}f}"
+    return f"${body}$" if math_mode else body
+
+
+@dataclass
+class Comparison:
+    word: str            # the comparative word chosen from the numbers
+    a: str               # formatted values, as the paper prints them
+    b: str
+    ratio: float         # a / b
+    decisive: bool       # the gap exceeds the summed seed spreads (False with a single seed)
+    n: int               # seeds behind the smaller side
+
+    def __str__(self):
+        return self.word
+
+
+def compare(a: dict, b: dict, lower_is_better: bool, words=("better", "worse"), sig: int = 3,
+            tie_rel: float = 0.02) -> Comparison:
+    """Compare two seed-aggregated stats; `words` = (word when a is better, word when a is worse).
+
+    Within `tie_rel` relative difference the word is "about the same as".
+    """
+    ma, mb = a["mean"], b["mean"]
+    n = min(a["n"], b["n"])
+    gap = abs(ma - mb)
+    spread = (a.get("std") or 0) + (b.get("std") or 0)
+    if gap <= tie_rel * max(abs(ma), abs(mb), 1e-12):
+        word = "about the same as"
+    else:
+        a_better = (ma < mb) == lower_is_better
+        word = words[0] if a_better else words[1]
+    return Comparison(word, fmt(ma, sig), fmt(mb, sig), (ma / mb) if mb else float("inf"),
+                      n >= 2 and gap > spread, n)
+
+
+def evidence(c: Comparison) -> str:
+    """How much a comparison can be trusted, in words: the seed count and the spread."""
+    if c.n < 2:
+        return "one seed, so no spread to judge the gap by"
+    return f"{c.n} seeds; the gap is {'larger than' if c.decisive else 'within'} the seed spread"
+
+
+def ordinal_rank(summary: dict, metric: str) -> list[str]:
+    """Model names ordered best first by `metric` (models without it are left out)."""
+    lower = METRIC_INFO[metric][1]
+    ms = [(m, s["metrics"][metric]["mean"]) for m, s in summary["models"].items()
+          if s["metrics"].get(metric, {}).get("mean") is not None]
+    return [m for m, _ in sorted(ms, key=lambda t: t[1] if lower else -t[1])]
+
+
+def times(ratio: float) -> str:
+    """'3.2 times' / 'about as' for ratios near one."""
+    return f"{fmt(ratio, 2)} times" if ratio >= 1.05 else "about as"
+
+
+def duration(seconds: float) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 90:
+        return f"{fmt(seconds, 2)}\\,s"
+    if seconds < 5400:
+        return f"{fmt(seconds / 60, 2)}\\,min"
+    return f"{fmt(seconds / 3600, 2)}\\,h"

@@ -1,0 +1,100 @@
+"""Collect every results file of a profile into one summary: the only input of the tables,
+the figures' captions and the paper's templates.
+
+Each metric is aggregated over seeds as {mean, std, n, values}; a diverged seed is
+counted and listed, never silently dropped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+from .models import DISPLAY, REGISTRY
+from .utils import load_json, save_json
+
+METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
+           "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats"]
+TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
+PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "prdc", "pandas",
+            "matplotlib", "jinja2"]
+
+
+def stat(values) -> dict:
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+            "n": len(vals), "values": vals}
+
+
+def model_summary(name: str, runs: list[dict]) -> dict:
+    ok = [r for r in runs if r["status"] == "ok"]
+    out = {"name": name, "display": DISPLAY[name][0], "family": DISPLAY[name][1],
+           "likelihood": REGISTRY[name][0].likelihood,
+           "n_seeds": len(runs), "n_ok": len(ok), "seeds": [r["seed"] for r in runs],
+           "diverged": [{"seed": r["seed"], "at_step": r["train"].get("diverged_at"),
+                         "reason": r["train"].get("divergence")} for r in runs if r["status"] == "diverged"],
+           "metrics": {}}
+    for m in METRICS:
+        if any(m in r for r in ok):
+            out["metrics"][m] = stat(r.get(m) for r in ok)
+    for m in TRAIN_METRICS:  # cost is known for diverged runs too
+        out["metrics"][m] = stat(r["train"].get(m) for r in runs)
+    for k in sorted({k for r in runs for k in r["train"].get("final_loss", {})} - {"step", "epoch", "wall", "images"}):
+        out["metrics"][f"final_{k}"] = stat(r["train"].get("final_loss", {}).get(k) for r in runs)
+    first = runs[0]["train"]
+    out["hparams"] = first.get("hparams", {})
+    out["train_config"] = first.get("train_config", {})
+    out["precision_mode"] = first.get("precision")
+    out["memory_format"] = first.get("memory_format")
+    out["calibration_ms"] = first.get("calibration_ms", {})
+    out["train_device"] = first.get("device")
+    out["sample_device"] = runs[0].get("device")
+    out["sample_batch"] = ok[0].get("sample_batch") if ok else None
+    if ok and "class_histogram" in ok[0]:
+        out["class_histogram"] = np.mean([r["class_histogram"] for r in ok], axis=0).tolist()
+    return out
+
+
+def provenance() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = md.version(p)
+        except md.PackageNotFoundError:
+            versions[p] = None
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain")),
+            "python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "date": dt.date.today().isoformat()}
+
+
+def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str, manifest: str, out: str) -> dict:
+    runs: dict[str, list] = {}
+    for f in metrics_files:
+        r = load_json(f)
+        runs.setdefault(r["model"], []).append(r)
+    ref = load_json(reference)
+    clf = load_json(classifier)
+    summary = {
+        "profile": cfg["profile"], "dataset": cfg["dataset"], "dataset_name": D.PRETTY[cfg["dataset"]],
+        "class_names": D.CLASS_NAMES[cfg["dataset"]], "data": load_json(manifest),
+        "seeds": cfg["seeds"], "n_samples": ref["n_samples"], "n_reference": ref["n_reference"],
+        "eval": cfg.get("eval", {}), "classifier": clf, "reference": ref, "device": ref["device"],
+        "models": {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in cfg["models"] if m in runs},
+        "order": [m for m in cfg["models"] if m in runs],
+        "provenance": provenance(),
+    }
+    save_json(summary, out)
+    return summary

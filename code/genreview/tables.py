@@ -1,0 +1,63 @@
+"""booktabs tables written by pandas from the summary; numbers formatted by `report`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .report import duration, fmt, pm
+from .utils import atomic_path
+
+# (metric, column header, scale, fixed decimals or None for significant digits)
+QUALITY = [("fd", "FD $\\downarrow$", 1.0, None), ("kid", "KID$\\times 10^3$ $\\downarrow$", 1e3, None),
+           ("is", "IS $\\uparrow$", 1.0, 2), ("precision", "Prec. $\\uparrow$", 1.0, 3),
+           ("recall", "Rec. $\\uparrow$", 1.0, 3), ("density", "Dens. $\\uparrow$", 1.0, 3),
+           ("coverage", "Cov. $\\uparrow$", 1.0, 3)]
+
+
+def _write(df: pd.DataFrame, path: Path, column_format: str) -> None:
+    tex = df.to_latex(index=False, escape=False, column_format=column_format)
+    with atomic_path(path) as tmp:
+        tmp.write_text(tex)
+
+
+def results_table(summary: dict) -> pd.DataFrame:
+    rows = []
+    ref = summary["reference"]
+    rows.append({"Model": "Real data (floor)", **{h: fmt(ref["floor"][k] * s, decimals=d) for k, h, s, d in QUALITY},
+                 "Seeds": "--"})
+    for name in summary["order"]:
+        m = summary["models"][name]
+        row = {"Model": m["display"], "Seeds": f"{m['n_ok']}/{m['n_seeds']}"}
+        if m["n_ok"] == 0:
+            row.update({h: "diverged" if i == 0 else "" for i, (_, h, _, _) in enumerate(QUALITY)})
+        else:
+            row.update({h: pm(m["metrics"].get(k), scale=s, decimals=d) for k, h, s, d in QUALITY})
+        rows.append(row)
+    rows.append({"Model": "Uniform noise (ceiling)", **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in QUALITY},
+                 "Seeds": "--"})
+    return pd.DataFrame(rows)
+
+
+def cost_table(summary: dict) -> pd.DataFrame:
+    rows = []
+    for name in summary["order"]:
+        m = summary["models"][name]["metrics"]
+        rows.append({
+            "Model": summary["models"][name]["display"],
+            "Params": fmt(m["params"]["mean"] / 1e6, 2) + "\\,M",
+            "Train time": duration(m["train_seconds"]["mean"]),
+            "ms/step": fmt(m["ms_per_step"]["mean"]),
+            "Images seen": fmt(m["images_seen"]["mean"] / 1e3, 3) + "\\,k",
+            "Sampling ms/image": pm(m.get("sample_ms_per_image")),
+            "NFE": fmt(m["nfe"]["mean"]) if "nfe" in m else "--",
+        })
+    return pd.DataFrame(rows)
+
+
+def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    paths = [out_dir / "results.tex", out_dir / "cost.tex"]
+    _write(results_table(summary), paths[0], "l" + "r" * len(QUALITY) + "c")
+    _write(cost_table(summary), paths[1], "lrrrrrr")
+    return paths

@@ -1,0 +1,271 @@
+"""One model-agnostic training loop for every family.
+
+The loop knows a model only through `GenerativeModel`: `configure_optimizers`,
+`lr_schedulers`, `train_step` and `sample`. It adds what every run needs: resumable
+checkpoints (a killed job continues from its last checkpoint with the same data order
+and random numbers), a per-step JSONL log, sample grids at chosen epochs, divergence
+detection, a progress bar, and the choice of precision and memory format measured on
+the machine at hand.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import data as D
+from .models import build
+from .models.base import GenerativeModel
+from .utils import (Stopwatch, autocast, count_parameters, device_name, log, pick_device, resolve_precision,
+                    rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    max_steps: int = 0                 # > 0 stops after this many steps (smoke runs)
+    batch_size: int = 128
+    sample_epochs: list = field(default_factory=lambda: [1, 10, 20, 25])
+    sample_grid: int = 64              # images per progress grid
+    checkpoint_every: int = 200        # steps; also at every epoch end
+    log_every: int = 10                # steps per JSONL line (losses averaged over them)
+    explode_threshold: float = 1e6     # |loss| above this counts as divergence
+    precision: str = "auto"            # auto (measured) | fp32 | bf16
+    memory_format: str = "auto"        # auto (measured) | channels_last | contiguous
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def run_id(spec: dict) -> str:
+    """Hash of everything that determines a run, so a stale checkpoint is never resumed."""
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Trainer:
+    """Args: cfg (TrainConfig), out (run folder), seed, device, rid (run id for checkpoints)."""
+
+    def __init__(self, cfg: TrainConfig, out: str | Path, seed: int, device: torch.device, rid: str = ""):
+        self.cfg, self.out, self.seed, self.device, self.rid = cfg, Path(out), seed, device, rid
+        self.ckpt_path = self.out / "checkpoint.pt"
+        self.log_path = self.out / "train_log.jsonl"
+
+    # ---- precision and memory format, measured ---------------------------------------------
+    def _choose_speed_settings(self, model: GenerativeModel, batches: D.Batches) -> dict:
+        cfg = self.cfg
+        precisions = ["fp32", "bf16"] if cfg.precision == "auto" else [cfg.precision]
+        if cfg.precision == "auto" and resolve_precision("auto", self.device) == "fp32":
+            precisions = ["fp32"]  # no bf16 support on this device
+        formats = ["contiguous", "channels_last"] if cfg.memory_format == "auto" else [cfg.memory_format]
+        if len(precisions) * len(formats) == 1:
+            return {"precision": precisions[0], "memory_format": formats[0], "calibration_ms": {}}
+        x, y = next(batches.epoch(0))
+        state = rng_state()
+        timings = {}
+        for p in precisions:
+            for f in formats:
+                m = copy.deepcopy(model)
+                if f == "channels_last":
+                    m = m.to(memory_format=torch.channels_last)
+                opts = m.configure_optimizers()
+                xb = x.contiguous(memory_format=torch.channels_last) if f == "channels_last" else x
+                ms = []
+                for i in range(5):
+                    with Stopwatch(self.device) as sw:
+                        m.train_step(xb, y, opts, lambda: autocast(self.device, p))
+                    if i >= 2:
+                        ms.append(sw.seconds * 1000)
+                timings[f"{p}/{f}"] = sorted(ms)[len(ms) // 2]
+                del m, opts
+        set_rng_state(state)
+        base = timings.get("fp32/contiguous", min(timings.values()))
+        best = min(timings, key=timings.get)
+        if timings[best] > 0.9 * base:  # keep fp32/contiguous unless another is clearly faster
+            best = "fp32/contiguous" if "fp32/contiguous" in timings else best
+        p, f = best.split("/")
+        log.info("measured ms/step %s -> %s", {k: round(v, 1) for k, v in timings.items()}, best)
+        return {"precision": p, "memory_format": f, "calibration_ms": timings}
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _save_checkpoint(self, model, opts, scheds, st: dict) -> None:
+        st = dict(st, log_offset=self._logf.tell() if self._logf else 0)
+        if self._logf:
+            self._logf.flush()
+        torch_save({"run_id": self.rid, "model": model.state_dict(),
+                    "optimizers": {k: o.state_dict() for k, o in opts.items()},
+                    "schedulers": [s.state_dict() for s in scheds], "state": st, "rng": rng_state()},
+                   self.ckpt_path)
+
+    def _load_checkpoint(self):
+        if not self.ckpt_path.exists():
+            return None
+        try:
+            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        except Exception as e:  # a checkpoint is written atomically, but be safe
+            log.warning("ignoring unreadable checkpoint %s (%s)", self.ckpt_path, e)
+            return None
+        if ck.get("run_id") != self.rid:
+            log.warning("ignoring checkpoint %s from a different configuration", self.ckpt_path)
+            return None
+        return ck
+
+    # ---- the loop --------------------------------------------------------------------------
+    def fit(self, model: GenerativeModel, batches: D.Batches) -> dict:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        model.to(self.device)
+        total = cfg.epochs * len(batches)
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        ck = self._load_checkpoint()
+        if ck:
+            st = ck["state"]
+            log.info("resuming from %s at step %d/%d", self.ckpt_path, st["step"], total)
+        else:
+            st = {"step": 0, "elapsed": 0.0, "progress": {}, "status": "running"}
+            st.update(self._choose_speed_settings(model, batches))
+        channels_last = st["memory_format"] == "channels_last"
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        opts = model.configure_optimizers()
+        scheds = model.lr_schedulers(opts, total)
+        if ck:
+            model.load_state_dict(ck["model"])
+            for k, o in opts.items():
+                o.load_state_dict(ck["optimizers"][k])
+            for s, sd in zip(scheds, ck["schedulers"]):
+                s.load_state_dict(sd)
+            set_rng_state(ck["rng"])
+            with open(self.log_path, "r+b") as f:  # drop log lines written after the checkpoint
+                f.truncate(st["log_offset"])
+        self._logf = open(self.log_path, "a" if ck else "w", buffering=1)  # line-buffered: tail -f works
+        amp = lambda: autocast(self.device, st["precision"])  # noqa: E731
+
+        per_epoch = len(batches)
+        bar = tqdm(total=total, initial=st["step"], disable=not sys.stderr.isatty(), unit="step",
+                   dynamic_ncols=True, desc=self.out.name)
+        window, t_start = [], time.perf_counter() - st["elapsed"]
+        report_every = max(1, total // 20)
+        try:
+            while st["step"] < total:
+                epoch, start = divmod(st["step"], per_epoch)
+                for x, y in batches.epoch(epoch, start):
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    losses = model.train_step(x, y, opts, amp)
+                    for s in scheds:
+                        s.step()
+                    st["step"] += 1
+                    vals = {k: float(v) for k, v in losses.items()}
+                    if not math.isfinite(vals["loss"]) or abs(vals["loss"]) > cfg.explode_threshold:
+                        raise Diverged(f"loss {vals['loss']} at step {st['step']}")
+                    window.append(vals)
+                    bar.update(1)
+                    if st["step"] % cfg.log_every == 0 or st["step"] == total:
+                        self._log_window(window, st, scheds, t_start, per_epoch)
+                        bar.set_postfix(loss=f"{vals['loss']:.4g}")
+                        window = []
+                    if bar.disable and st["step"] % report_every == 0:  # no terminal: log lines instead
+                        el = time.perf_counter() - t_start
+                        log.info("step %d/%d  loss %.4g  %.0fs elapsed, %.0fs to go", st["step"], total,
+                                 vals["loss"], el, el / st["step"] * (total - st["step"]))
+                    if st["step"] % per_epoch == 0 or st["step"] == total:
+                        self._epoch_end(model, st, per_epoch, total)
+                    if st["step"] % cfg.checkpoint_every == 0 or st["step"] % per_epoch == 0:
+                        st["elapsed"] = time.perf_counter() - t_start
+                        self._save_checkpoint(model, opts, scheds, st)
+                    if st["step"] >= total:
+                        break
+        except Diverged as e:
+            log.error("run diverged: %s; recording it and stopping", e)
+            st["status"], st["diverged_at"], st["divergence"] = "diverged", st["step"], str(e)
+        finally:
+            bar.close()
+        if st["status"] == "running":
+            st["status"] = "ok"
+        st["elapsed"] = time.perf_counter() - t_start
+        self._save_checkpoint(model, opts, scheds, st)
+        self._logf.close()
+        st["total_steps"] = total
+        return st
+
+    def _log_window(self, window, st, scheds, t_start, per_epoch):
+        keys = window[-1].keys()
+        row = {k: sum(w[k] for w in window) / len(window) for k in keys}
+        row.update(step=st["step"], epoch=st["step"] / per_epoch, wall=time.perf_counter() - t_start,
+                   images=st["step"] * self.cfg.batch_size)
+        if scheds:
+            row["lr"] = scheds[0].get_last_lr()[0]
+        self._logf.write(json.dumps(row) + "\n")
+
+    def _epoch_end(self, model, st, per_epoch, total):
+        epoch = math.ceil(st["step"] / per_epoch)
+        last = st["step"] == total
+        if epoch not in self.cfg.sample_epochs and not last:
+            return
+        g = torch.Generator(device=self.device).manual_seed(self.seed + 12345)
+        state = rng_state()
+        model.eval()
+        with torch.no_grad():
+            imgs = model.sample(self.cfg.sample_grid, generator=g)
+        model.train()
+        set_rng_state(state)  # sampling must not shift the training run's random numbers
+        grid = D.to_uint8(imgs)
+        st["progress"][int(epoch)] = grid
+        from torchvision.utils import save_image
+        save_image(grid.float() / 255, self.out / f"samples_epoch{epoch:03d}.png", nrow=8)
+
+
+def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
+    """Train one model as described by `spec` (see `genreview.config.train_spec`) into folder `out`."""
+    set_threads(threads)
+    out = Path(out)
+    seed_everything(spec["seed"])
+    device = pick_device(spec["device"])
+    split = D.load(spec["dataset"], spec["data_root"], "train")
+    cfg = TrainConfig(**spec["train"])
+    model = build(spec["model"], spec["hparams"], split.shape)
+    batches = D.Batches(split, cfg.batch_size, spec["seed"], device)
+    trainer = Trainer(cfg, out, spec["seed"], device, rid=run_id(spec))
+    st = trainer.fit(model, batches)
+    model.cpu()
+    torch_save({"model": spec["model"], "hparams": spec["hparams"], "shape": split.shape,
+                "state_dict": model.state_dict()}, out / "model.pt")
+    torch_save({int(k): v for k, v in st["progress"].items()}, out / "progress.pt")
+    summary = {
+        "model": spec["model"], "seed": spec["seed"], "status": st["status"],
+        "diverged_at": st.get("diverged_at"), "divergence": st.get("divergence"),
+        "steps": st["step"], "planned_steps": st["total_steps"], "epochs": st["step"] / len(batches),
+        "batch_size": cfg.batch_size, "images_seen": st["step"] * cfg.batch_size,
+        "train_seconds": st["elapsed"], "ms_per_step": 1000 * st["elapsed"] / max(1, st["step"]),
+        "params": count_parameters(model) - _ema_params(model),
+        "sampling_params": count_parameters(model.sampling_network()),
+        "precision": st["precision"], "memory_format": st["memory_format"],
+        "calibration_ms": st["calibration_ms"], "device": device_name(device),
+        "final_loss": _last_logged(trainer.log_path),
+        "hparams": spec["hparams"], "train_config": spec["train"],
+    }
+    save_json(summary, out / "train_summary.json")
+    return summary
+
+
+def _ema_params(model) -> int:
+    return sum(count_parameters(m) for m in model.modules() if type(m).__name__ == "EMA")
+
+
+def _last_logged(path: Path) -> dict:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+# Convenience for the tests and for users: a TrainConfig's fields.
+TRAIN_FIELDS = set(asdict(TrainConfig()).keys())

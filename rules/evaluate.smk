@@ -1,0 +1,58 @@
+# One protocol for every family: samples scored in the domain classifier's feature space.
+rule evaluate:
+    input:
+        run=rules.train.output.model,
+        summary=rules.train.output.summary,
+        classifier=rules.train_classifier.output.model,
+    output:
+        metrics=P.eval_dir("{model}", "{seed}") + "/metrics.json",
+        samples=P.eval_dir("{model}", "{seed}") + "/samples.pt",
+    params:
+        spec=lambda w: spec(C.eval_spec(CFG, w.model, int(w.seed))),
+        run=lambda w: P.run_dir(w.model, w.seed),
+        out=lambda w: P.eval_dir(w.model, w.seed),
+    threads: workflow.cores
+    log:
+        f"{P.logs}/evaluate/{{model}}_seed{{seed}}.log",
+    benchmark:
+        f"{P.benchmarks}/evaluate/{{model}}_seed{{seed}}.tsv"
+    shell:
+        "{PY} -m genreview evaluate --spec {params.spec:q} --run {params.run} "
+        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        classifier=rules.train_classifier.output.model,
+    output:
+        P.reference,
+    params:
+        spec=spec(C.reference_spec(CFG)),
+    threads: workflow.cores
+    log:
+        f"{P.logs}/reference.log",
+    benchmark:
+        f"{P.benchmarks}/reference.tsv"
+    shell:
+        "{PY} -m genreview reference --spec {params.spec:q} --classifier {input.classifier} "
+        "--out {output} --threads {threads} > {log} 2>&1"
+
+
+rule summarize:
+    input:
+        metrics=expand(P.eval_dir("{model}", "{seed}") + "/metrics.json", model=MODELS, seed=SEEDS),
+        reference=P.reference,
+        classifier=rules.train_classifier.output.info,
+        manifest=P.manifest,
+    output:
+        P.summary,
+    params:
+        spec=spec(C.summary_spec(CFG)),
+    log:
+        f"{P.logs}/summarize.log",
+    benchmark:
+        f"{P.benchmarks}/summarize.tsv"
+    shell:
+        "{PY} -m genreview summarize --spec {params.spec:q} --metrics {input.metrics} "
+        "--reference {input.reference} --classifier {input.classifier} --manifest {input.manifest} "
+        "--out {output} > {log} 2>&1"

@@ -1,0 +1,71 @@
+# Presentation only: these rules read results files and never train or sample.
+TEMPLATES = sorted(str(p) for p in Path(P.templates).rglob("*") if p.is_file())
+RENDERED = [
+    f"{P.paper_build}/" + str(Path(t).relative_to(P.templates)).removesuffix(".j2")
+    for t in TEMPLATES
+    if t.endswith(".tex.j2") or t.endswith(".bib")
+]
+FIGURES = [f"{P.figures}/{name}" for name in figure_names(MODELS)]
+TABLES = [f"{P.tables}/results.tex", f"{P.tables}/cost.tex"]
+
+
+rule figures:
+    input:
+        summary=P.summary,
+        runs=expand(P.run_dir("{model}", SEEDS[0]) + "/progress.pt", model=MODELS),
+        samples=expand(P.eval_dir("{model}", SEEDS[0]) + "/samples.pt", model=MODELS),
+    output:
+        FIGURES,
+    params:
+        runs=spec({m: P.run_dir(m, SEEDS[0]) for m in MODELS}),
+        evals=spec({m: P.eval_dir(m, SEEDS[0]) for m in MODELS}),
+    log:
+        f"{P.logs}/figures.log",
+    benchmark:
+        f"{P.benchmarks}/figures.tsv"
+    shell:
+        "{PY} -m genreview figures --summary {input.summary} --runs {params.runs:q} --evals {params.evals:q} "
+        "--data-root {P.data_root} --out {P.figures} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        P.summary,
+    output:
+        TABLES,
+    log:
+        f"{P.logs}/tables.log",
+    benchmark:
+        f"{P.benchmarks}/tables.tsv"
+    shell:
+        "{PY} -m genreview tables --summary {input} --out {P.tables} > {log} 2>&1"
+
+
+rule render:
+    input:
+        templates=TEMPLATES,
+        summary=P.summary,
+    output:
+        RENDERED,
+    log:
+        f"{P.logs}/render.log",
+    benchmark:
+        f"{P.benchmarks}/render.tsv"
+    shell:
+        "{PY} -m genreview render --templates {P.templates} --summary {input.summary} "
+        "--figures {P.figures} --tables {P.tables} --out {P.paper_build} > {log} 2>&1"
+
+
+rule latex:
+    input:
+        RENDERED,
+        FIGURES,
+        TABLES,
+    output:
+        P.pdf,
+    log:
+        f"{P.logs}/latex.log",
+    benchmark:
+        f"{P.benchmarks}/latex.tsv"
+    shell:
+        "{PY} -m genreview latex --dir {P.paper_build} --out {output} > {log} 2>&1"
