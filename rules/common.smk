@@ -14,6 +14,8 @@ from genreview.paths import Paths, figure_names  # noqa: E402
 
 try:
     CFG = C.resolve(config)
+    for _model in CFG["models"]:
+        C.train_spec(CFG, _model, 0)  # the model configs' own checks, before any job
     check_inception_weights(CFG.get("eval", {}).get("inception_weights"))
 except (C.ConfigError, InceptionWeightsMissing) as e:
     raise WorkflowError(f"\n{e}\n")

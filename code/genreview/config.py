@@ -149,9 +149,12 @@ def train_spec(cfg: dict, model: str, seed: int) -> dict:
     train = {**cfg.get("train", {}), **{k: v for k, v in over.items() if k in _TRAIN_FIELDS}}
     hparams = {k: v for k, v in over.items() if k not in _TRAIN_FIELDS}
     _, cfg_cls = REGISTRY[model]
+    try:
+        model_cfg = cfg_cls(**hparams)
+    except ValueError as e:
+        raise ConfigError(f"config.yaml: hparams.{model}: {e}") from e
     return {**_base(cfg), "model": model, "seed": int(seed),
-            "hparams": dataclasses.asdict(cfg_cls(**hparams)),
-            "train": dataclasses.asdict(TrainConfig(**train))}
+            "hparams": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(TrainConfig(**train))}
 
 
 def eval_config(cfg: dict) -> dict:

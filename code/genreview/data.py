@@ -111,13 +111,14 @@ def _torchvision_class(dataset: str):
     return {"fashion_mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[dataset]
 
 
-def load(dataset: str, root: str | Path, split: str) -> Split:
+def load(dataset: str, root: str | Path, split: str,
+         debian_dir: str | Path = "/usr/share/datasets/fashion-mnist") -> Split:
     """Load a whole split as uint8 tensors, (N, C, H, W)."""
     cls = _torchvision_class(dataset)
     try:
         ds = cls(str(root), train=(split == "train"), download=False)
     except RuntimeError as e:
-        hint = missing_data_message(dataset, root, "/usr/share/datasets/fashion-mnist") or str(e)
+        hint = missing_data_message(dataset, root, debian_dir) or str(e)
         raise DataError(f"{PRETTY[dataset]} {split} split not readable under {root}/: {hint}") from e
     images = ds.data
     if isinstance(images, np.ndarray):  # CIFAR-10: (N, H, W, C) numpy

@@ -102,8 +102,8 @@ def ordinal_rank(summary: dict, metric: str) -> list[str]:
 
 
 def times(ratio: float) -> str:
-    """'3.2 times' / 'about as' for ratios near one."""
-    return f"{fmt(ratio, 2)} times" if ratio >= 1.05 else "about as"
+    """'3.2 times', or 'about as' for ratios within 5% of one."""
+    return "about as" if 0.95 <= ratio < 1.05 else f"{fmt(ratio, 2)} times"
 
 
 def duration(seconds: float) -> str:

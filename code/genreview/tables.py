@@ -21,20 +21,28 @@ def _write(df: pd.DataFrame, path: Path, column_format: str) -> None:
         tmp.write_text(tex)
 
 
+def _quality_columns(summary: dict) -> list:
+    """The protocol's columns, plus standard Inception FID when it was configured."""
+    if "fid_inception" in summary["reference"]["floor"]:
+        return QUALITY + [("fid_inception", "Incep.\\ FID $\\downarrow$", 1.0, None)]
+    return QUALITY
+
+
 def results_table(summary: dict) -> pd.DataFrame:
     rows = []
     ref = summary["reference"]
-    rows.append({"Model": "Real data (floor)", **{h: fmt(ref["floor"][k] * s, decimals=d) for k, h, s, d in QUALITY},
+    cols = _quality_columns(summary)
+    rows.append({"Model": "Real data (floor)", **{h: fmt(ref["floor"][k] * s, decimals=d) for k, h, s, d in cols},
                  "Seeds": "--"})
     for name in summary["order"]:
         m = summary["models"][name]
         row = {"Model": m["display"], "Seeds": f"{m['n_ok']}/{m['n_seeds']}"}
         if m["n_ok"] == 0:
-            row.update({h: "diverged" if i == 0 else "" for i, (_, h, _, _) in enumerate(QUALITY)})
+            row.update({h: "diverged" if i == 0 else "" for i, (_, h, _, _) in enumerate(cols)})
         else:
-            row.update({h: pm(m["metrics"].get(k), scale=s, decimals=d) for k, h, s, d in QUALITY})
+            row.update({h: pm(m["metrics"].get(k), scale=s, decimals=d) for k, h, s, d in cols})
         rows.append(row)
-    rows.append({"Model": "Uniform noise (ceiling)", **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in QUALITY},
+    rows.append({"Model": "Uniform noise (ceiling)", **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in cols},
                  "Seeds": "--"})
     return pd.DataFrame(rows)
 
@@ -58,6 +66,6 @@ def cost_table(summary: dict) -> pd.DataFrame:
 def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / "results.tex", out_dir / "cost.tex"]
-    _write(results_table(summary), paths[0], "l" + "r" * len(QUALITY) + "c")
+    _write(results_table(summary), paths[0], "l" + "r" * len(_quality_columns(summary)) + "c")
     _write(cost_table(summary), paths[1], "lrrrrrr")
     return paths

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from . import data as D
 from .models import build
 from .models.base import GenerativeModel
-from .utils import (Stopwatch, autocast, count_parameters, device_name, log, pick_device, resolve_precision,
+from .utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device, resolve_precision,
                     rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
 
 
@@ -58,6 +59,9 @@ class Trainer:
         self.cfg, self.out, self.seed, self.device, self.rid = cfg, Path(out), seed, device, rid
         self.ckpt_path = self.out / "checkpoint.pt"
         self.log_path = self.out / "train_log.jsonl"
+        # Written while training and published to log_path at the end: Snakemake deletes a job's
+        # declared outputs (train_log.jsonl) before rerunning it, and a resumed run needs its lines.
+        self.work_log_path = self.out / "train_log.partial.jsonl"
 
     # ---- precision and memory format, measured ---------------------------------------------
     def _choose_speed_settings(self, model: GenerativeModel, batches: D.Batches) -> dict:
@@ -116,6 +120,9 @@ class Trainer:
         if ck.get("run_id") != self.rid:
             log.warning("ignoring checkpoint %s from a different configuration", self.ckpt_path)
             return None
+        if ck["state"].get("status") == "diverged":
+            log.warning("not resuming %s: that run diverged; starting over", self.ckpt_path)
+            return None
         return ck
 
     # ---- the loop --------------------------------------------------------------------------
@@ -145,9 +152,14 @@ class Trainer:
             for s, sd in zip(scheds, ck["schedulers"]):
                 s.load_state_dict(sd)
             set_rng_state(ck["rng"])
-            with open(self.log_path, "r+b") as f:  # drop log lines written after the checkpoint
-                f.truncate(st["log_offset"])
-        self._logf = open(self.log_path, "a" if ck else "w", buffering=1)  # line-buffered: tail -f works
+            if self.work_log_path.exists() and self.work_log_path.stat().st_size >= st["log_offset"]:
+                with open(self.work_log_path, "r+b") as f:  # drop log lines written after the checkpoint
+                    f.truncate(st["log_offset"])
+            else:
+                log.warning("%s is missing; the log restarts at step %d", self.work_log_path, st["step"])
+                self.work_log_path.write_text("")
+        # line-buffered, so that `tail -f` follows a run
+        self._logf = open(self.work_log_path, "a" if ck else "w", buffering=1)
         amp = lambda: autocast(self.device, st["precision"])  # noqa: E731
 
         per_epoch = len(batches)
@@ -195,6 +207,8 @@ class Trainer:
         st["elapsed"] = time.perf_counter() - t_start
         self._save_checkpoint(model, opts, scheds, st)
         self._logf.close()
+        with atomic_path(self.log_path) as tmp:
+            shutil.copyfile(self.work_log_path, tmp)
         st["total_steps"] = total
         return st
 

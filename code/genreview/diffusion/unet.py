@@ -76,12 +76,18 @@ class UNet(nn.Module):
         attn_levels: indices of the levels that get self-attention.
         dropout: dropout inside residual blocks.
         num_classes: > 0 adds a class embedding (for conditional variants).
+        patch: > 1 folds patch x patch pixels into channels before the first layer and unfolds them
+            after the last (space-to-depth, as in Hoogeboom et al. 2023), cutting the cost of the
+            full-resolution layers by about patch^2.
     """
 
     def __init__(self, channels: int = 1, width: int = 32, mults=(1, 2, 2), res_blocks: int = 1,
-                 attn_levels=(2,), dropout: float = 0.0, num_classes: int = 0):
+                 attn_levels=(2,), dropout: float = 0.0, num_classes: int = 0, patch: int = 1):
         super().__init__()
         self.width = width
+        self.fold = nn.PixelUnshuffle(patch) if patch > 1 else nn.Identity()    # (B, C p^2, H/p, W/p)
+        self.unfold = nn.PixelShuffle(patch) if patch > 1 else nn.Identity()
+        channels = channels * patch * patch
         temb = 4 * width
         self.time_mlp = nn.Sequential(nn.Linear(width, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.class_emb = nn.Embedding(num_classes + 1, temb) if num_classes else None  # last = unconditional
@@ -126,7 +132,7 @@ class UNet(nn.Module):
         emb = self.time_mlp(timestep_embedding(t, self.width))
         if self.class_emb is not None:
             emb = emb + self.class_emb(y)
-        h = self.inp(x)
+        h = self.inp(self.fold(x))
         skips, sizes = [], []
         for i, level in enumerate(self.down):
             for block in level:
@@ -142,4 +148,4 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], 1), emb) if isinstance(block, ResBlock) else block(h)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, size=sizes.pop(), mode="nearest"))
-        return self.out(h)
+        return self.unfold(self.out(h))

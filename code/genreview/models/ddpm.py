@@ -31,6 +31,7 @@ class DDPMConfig:
     res_blocks: int = 1
     attn_levels: list = field(default_factory=lambda: [2])
     dropout: float = 0.0
+    patch: int = 1                    # > 1: space-to-depth stem (cheaper full-resolution layers)
     lr: float = 1e-3
     warmup_steps: int = 100
     grad_clip: float = 1.0
@@ -40,6 +41,10 @@ class DDPMConfig:
     ddim_eta: float = 0.0
     spacing: str = "trailing"         # leading | trailing timesteps for DDIM
 
+    def __post_init__(self):
+        if self.sample_steps > self.timesteps:
+            raise ValueError(f"sample_steps ({self.sample_steps}) cannot exceed timesteps ({self.timesteps})")
+
 
 class DDPM(GenerativeModel):
     """DDPM with an epsilon-predicting UNet. Args: cfg (DDPMConfig), shape (C, H, W)."""
@@ -48,7 +53,8 @@ class DDPM(GenerativeModel):
 
     def __init__(self, cfg: DDPMConfig, shape):
         super().__init__(cfg, shape)
-        self.unet = UNet(shape[0], cfg.width, tuple(cfg.mults), cfg.res_blocks, tuple(cfg.attn_levels), cfg.dropout)
+        self.unet = UNet(shape[0], cfg.width, tuple(cfg.mults), cfg.res_blocks, tuple(cfg.attn_levels), cfg.dropout,
+                         patch=cfg.patch)
         self.schedule = NoiseSchedule(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
         self.ema = EMA(self.unet, cfg.ema_decay) if cfg.ema_decay > 0 else None
 

@@ -1,0 +1,129 @@
+"""Shared fixtures: real Fashion-MNIST prepared once per session, a small subset for quick
+training, a tiny domain classifier for the metric tests, and helpers for the config and
+a temporary copy of the workflow.
+
+The tests run on CPU with one intra-op thread: on a small machine that is shared with other
+jobs, two spinning OpenMP threads per process are many times slower than one.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_YAML = REPO / "config.yaml"
+DEBIAN_DIR = Path(os.environ.get("GENREVIEW_TEST_DEBIAN_DIR", "/usr/share/datasets/fashion-mnist"))
+CPU = torch.device("cpu")
+SHAPE = (1, 28, 28)
+
+torch.set_num_threads(int(os.environ.get("GENREVIEW_TEST_THREADS", "1")))
+
+from genreview import config as C  # noqa: E402
+from genreview import data as D  # noqa: E402
+
+
+# --------------------------------------------------------------------------- config helpers
+
+def load_raw_config() -> dict:
+    """A fresh copy of the repository's config.yaml, as the Snakefile reads it."""
+    return copy.deepcopy(C.load(CONFIG_YAML))
+
+
+def smoke_config(data_root: str | Path = "data") -> dict:
+    raw = load_raw_config()
+    raw["profile"] = "smoke"
+    raw.setdefault("data", {})["root"] = str(data_root)
+    raw["data"]["debian_dir"] = str(DEBIAN_DIR)
+    raw["device"] = "cpu"
+    return C.resolve(raw)
+
+
+def smoke_hparams(name: str) -> dict:
+    """The smoke profile's hyperparameters of one family (tiny networks), as train_spec passes them."""
+    return C.train_spec(smoke_config(), name, 0)["hparams"]
+
+
+# --------------------------------------------------------------------------- workflow copy
+
+WORKFLOW_FILES = ["Snakefile", "rules", "config.yaml", "paper", "profiles"]
+
+
+def copy_workflow(dst: Path, config: dict | None = None) -> Path:
+    """Copy the workflow (not its outputs) into `dst`; code/ is symlinked. Optionally write `config`."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name)
+        elif src.exists():
+            shutil.copy2(src, dst / name)
+    (dst / "code").symlink_to(REPO / "code", target_is_directory=True)
+    if config is not None:
+        (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dst
+
+
+def snakemake_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", *args]
+
+
+def snakemake_env() -> dict:
+    env = dict(os.environ)
+    env.pop("SNAKEMAKE_PROFILE", None)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+# --------------------------------------------------------------------------- data
+
+@pytest.fixture(scope="session")
+def fmnist_root(tmp_path_factory) -> Path:
+    """Fashion-MNIST in torchvision's layout under a temporary data.root, prepared by the real code."""
+    missing = D.missing_data_message("fashion_mnist", "/nonexistent", DEBIAN_DIR)
+    if missing:
+        pytest.skip(f"Fashion-MNIST is not installed (Debian package dataset-fashion-mnist): {missing}")
+    root = tmp_path_factory.mktemp("data")
+    info = D.prepare("fashion_mnist", root, DEBIAN_DIR, root / "prepared.manifest.json")
+    assert info["train"]["n"] == 60_000 and info["test"]["n"] == 10_000, info
+    return root
+
+
+@pytest.fixture(scope="session")
+def train_split(fmnist_root) -> D.Split:
+    return D.load("fashion_mnist", fmnist_root, "train")
+
+
+@pytest.fixture(scope="session")
+def test_split(fmnist_root) -> D.Split:
+    return D.load("fashion_mnist", fmnist_root, "test")
+
+
+@pytest.fixture(scope="session")
+def small_train(train_split) -> D.Split:
+    """1024 real training images (a fixed random subset) for quick training."""
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(train_split), generator=g)[:1024]
+    return D.Split(train_split.images[idx].clone(), train_split.labels[idx].clone())
+
+
+# --------------------------------------------------------------------------- classifier
+
+@pytest.fixture(scope="session")
+def tiny_classifier(fmnist_root, tmp_path_factory):
+    """(classifier, info): the protocol's DomainClassifier trained for 100 steps by the real code."""
+    from genreview.classifier import load_classifier, train_classifier
+
+    spec = C.classifier_spec(smoke_config(fmnist_root))
+    spec["device"] = "cpu"
+    spec["classifier"].update(epochs=1, max_steps=100, batch_size=64, width=16)
+    out = tmp_path_factory.mktemp("classifier")
+    info = train_classifier(spec, out)
+    return load_classifier(out / "classifier.pt"), info

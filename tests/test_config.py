@@ -1,0 +1,202 @@
+"""config.yaml: profiles resolve, every mistake is named with its key, the schema stays in
+step with the dataclasses, and the Snakefile stops on a bad key before any job runs."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+
+import pytest
+import yaml
+
+from genreview import config as C
+from genreview.classifier import ClassifierConfig
+from genreview.metrics import EvalConfig
+from genreview.models import REGISTRY, config_fields
+from genreview.train import TRAIN_FIELDS, TrainConfig
+
+from conftest import CONFIG_YAML, DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
+
+PROFILES = ["smoke", "small", "full"]
+
+
+# --------------------------------------------------------------------------- profiles
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_profile_resolves(profile):
+    raw = load_raw_config()
+    raw["profile"] = profile
+    cfg = C.resolve(raw)
+    assert cfg["profile"] == profile and "profiles" not in cfg
+    over = raw["profiles"].get(profile) or {}
+    # Every override of the profile reaches the step that uses it.
+    for key, value in (over.get("train") or {}).items():
+        for m in cfg["models"]:
+            spec = C.train_spec(cfg, m, 0)
+            if key not in (over.get("hparams", {}).get(m) or {}):
+                assert spec["train"][key] == value, f"profiles.{profile}.train.{key} did not reach {m}'s TrainConfig"
+    for m, hp in (over.get("hparams") or {}).items():
+        spec = C.train_spec(cfg, m, 0)
+        for key, value in hp.items():
+            where = "train" if key in TRAIN_FIELDS else "hparams"
+            assert spec[where][key] == value, f"profiles.{profile}.hparams.{m}.{key} did not reach spec[{where!r}]"
+    for key, value in (over.get("eval") or {}).items():
+        assert C.eval_spec(cfg, cfg["models"][0], 0)["eval"][key] == value
+    for key, value in (over.get("classifier") or {}).items():
+        assert C.classifier_spec(cfg)["classifier"][key] == value
+    if "seeds" in over:
+        assert cfg["seeds"] == over["seeds"]
+    # Keys set above the profiles block and not overridden survive the merge.
+    for key, value in (raw.get("train") or {}).items():
+        if key not in (over.get("train") or {}):
+            assert cfg["train"][key] == value
+    # Every step's spec builds (the dataclasses accept what the config holds).
+    for m in cfg["models"]:
+        for seed in cfg["seeds"]:
+            C.train_spec(cfg, m, seed)
+            C.eval_spec(cfg, m, seed)
+    for make in (C.classifier_spec, C.reference_spec, C.summary_spec, C.data_spec):
+        assert make(cfg)
+
+
+def test_profile_override_does_not_leak_into_other_profiles():
+    raw = load_raw_config()
+    raw["profile"] = "smoke"
+    smoke = C.resolve(raw)
+    raw["profile"] = "full"
+    full = C.resolve(raw)
+    assert C.train_spec(smoke, "vae", 0)["hparams"] != C.train_spec(full, "vae", 0)["hparams"]
+    assert raw["profiles"]["smoke"], "resolve must not consume the raw config"
+
+
+# --------------------------------------------------------------------------- mistakes, named
+
+def _raises(raw) -> str:
+    with pytest.raises(C.ConfigError) as e:
+        C.resolve(raw)
+    return str(e.value)
+
+
+def _with(path: str, value, base=None) -> dict:
+    raw = base if base is not None else load_raw_config()
+    node = raw
+    *parents, leaf = path.split(".")
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[leaf] = value
+    return raw
+
+
+@pytest.mark.parametrize("path, suggestion", [
+    ("modles", "models"),
+    ("hparams.vae.latnt_dim", "latent_dim"),
+    ("profiles.smoke.hparams.ddpm.timestep", "timesteps"),
+    ("profiles.smoke.train.epohcs", "epochs"),
+    ("profiles.smoke.modles", "models"),
+    ("eval.n_sample", "n_samples"),
+    ("data.rot", "root"),
+    ("hparams.gan", "dcgan"),
+])
+def test_unknown_key_is_named_with_a_suggestion(path, suggestion):
+    msg = _raises(_with(path, 3))
+    assert f"unknown key '{path}'" in msg, f"the message does not name the key {path!r}:\n{msg}"
+    assert f"did you mean '{suggestion}'" in msg, f"no suggestion {suggestion!r}:\n{msg}"
+    assert "config.yaml" in msg
+
+
+def test_every_mistake_is_reported_at_once():
+    raw = _with("data.rot", "x", _with("modles", [1]))
+    msg = _raises(raw)
+    assert "'modles'" in msg and "'data.rot'" in msg, msg
+
+
+def test_wrong_type_is_named():
+    msg = _raises(_with("hparams.vae.lr", "abc"))
+    assert "'hparams.vae.lr'" in msg and "number" in msg and "'abc'" in msg, msg
+    assert "decimal point" not in msg, "the YAML hint is only for numbers YAML read as text"
+
+
+def test_exponent_without_decimal_point_gets_the_yaml_hint():
+    text = CONFIG_YAML.read_text()
+    raw = yaml.safe_load(text + "\nhparams:\n  vae:\n    lr: 1e-3\n")
+    assert raw["hparams"]["vae"]["lr"] == "1e-3", "PyYAML reads 1e-3 as a string (YAML 1.1); the hint relies on it"
+    msg = _raises(raw)
+    assert "'hparams.vae.lr'" in msg and "decimal point" in msg and "1.0e-3" in msg, msg
+    raw["hparams"]["vae"]["lr"] = 1.0e-3
+    C.resolve(raw)
+
+
+def test_unknown_model_name_is_named():
+    msg = _raises(_with("models", ["vae", "gan"]))
+    assert "'models[1]'" in msg and "'gan'" in msg, msg
+    for m in REGISTRY:
+        assert m in msg, f"the message should list the known models; {m} missing:\n{msg}"
+
+
+def test_bad_profile_name_and_value_range():
+    assert "'profile'" in _raises(_with("profile", "smok"))
+    msg = _raises(_with("profiles.smoke.eval.n_samples", 3))
+    assert "profiles.smoke.eval.n_samples" in msg, msg
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(C.ConfigError, match="not found"):
+        C.load(tmp_path / "nope.yaml")
+
+
+# --------------------------------------------------------------------------- schema <-> dataclasses
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_schema_matches_the_dataclasses():
+    schema = C.load_schema()
+    defs = schema["$defs"]
+    train = set(defs["train_fields"]["properties"])
+    assert train == _fields(TrainConfig), f"schema train_fields vs TrainConfig: {train ^ _fields(TrainConfig)}"
+    settings = defs["settings"]["properties"]
+    assert set(settings["hparams"]["properties"]) == set(REGISTRY)
+    assert settings["models"]["items"]["enum"] == list(REGISTRY)
+    for name, (_, cfg_cls) in REGISTRY.items():
+        allowed = set(defs[name]["properties"]) | train
+        assert allowed == config_fields(name) | TRAIN_FIELDS, (
+            f"schema hparams.{name} vs {cfg_cls.__name__} + TrainConfig: {allowed ^ (config_fields(name) | TRAIN_FIELDS)}")
+        assert not config_fields(name) & TRAIN_FIELDS, (
+            f"{cfg_cls.__name__} shares field names with TrainConfig; train_spec would route them to training")
+    assert set(settings["classifier"]["properties"]) == _fields(ClassifierConfig)
+    assert set(settings["eval"]["properties"]) == _fields(EvalConfig)
+
+
+def test_dataclass_defaults_are_valid_config():
+    raw = {"profile": "smoke",
+           "train": dataclasses.asdict(TrainConfig()),
+           "classifier": dataclasses.asdict(ClassifierConfig()),
+           "eval": dataclasses.asdict(EvalConfig()),
+           "hparams": {m: dataclasses.asdict(cls()) for m, (_, cls) in REGISTRY.items()}}
+    C.validate(raw)
+
+
+# --------------------------------------------------------------------------- the Snakefile
+
+def _dry_run(workdir):
+    return subprocess.run(snakemake_cmd("-n", "--cores", "1"), cwd=workdir, capture_output=True, text=True,
+                          timeout=180, env=snakemake_env())
+
+
+def test_snakemake_stops_on_an_unknown_key(tmp_path):
+    if not DEBIAN_DIR.is_dir():
+        pytest.skip(f"the control run needs Fashion-MNIST in {DEBIAN_DIR} (Debian package dataset-fashion-mnist)")
+    raw = load_raw_config()
+    raw["data"] = {"root": str(tmp_path / "data"), "debian_dir": str(DEBIAN_DIR)}
+    good = copy_workflow(tmp_path / "good", raw)
+    bad = copy_workflow(tmp_path / "bad", _with("hparams.vae.latnt_dim", 4, load_raw_config() | {"data": raw["data"]}))
+
+    ok = _dry_run(good)
+    assert ok.returncode == 0, f"the unmodified config should dry-run:\n{ok.stdout[-3000:]}\n{ok.stderr[-3000:]}"
+    r = _dry_run(bad)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, "snakemake -n accepted a config with an unknown key"
+    assert "unknown key 'hparams.vae.latnt_dim'" in out and "did you mean 'latent_dim'" in out, out[-3000:]
+    assert "Traceback" not in out, f"the error should be a friendly message, not a traceback:\n{out[-3000:]}"

@@ -1,0 +1,241 @@
+"""The paper: templates render from a summary with nothing left unfilled, comparative words
+follow the numbers, and a LaTeX error points at the template an author edits."""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from genreview import config as C
+from genreview.latex import LatexError, build_pdf
+from genreview.models import REGISTRY, build
+from genreview.render import RenderError, render, tex_escape
+from genreview.report import compare, fmt, pm
+from genreview.summary import METRICS, TRAIN_METRICS, collect
+from genreview.tables import QUALITY
+from genreview.utils import save_json
+
+from conftest import REPO, load_raw_config, smoke_hparams
+
+PAPER = REPO / "paper"
+QUALITY_KEYS = [q[0] for q in QUALITY]
+
+
+# --------------------------------------------------------------------------- a complete fake summary
+
+@functools.lru_cache(maxsize=None)
+def _loss_keys(name: str) -> tuple[str, ...]:
+    """The losses a family's train_step reports (what train_log.jsonl and final_loss hold)."""
+    torch.manual_seed(0)
+    model = build(name, smoke_hparams(name), (1, 28, 28))
+    return tuple(model.train_step(torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long),
+                                  model.configure_optimizers()))
+
+
+def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -> Path:
+    """summary.json built by the real `summary.collect` from fake but complete results files, shaped
+    like what `train.train`, `evaluate.evaluate_run` and `evaluate.reference` write.
+
+    Every metric gets a distinct value; models in `diverged` diverged in every seed.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    raw = load_raw_config()
+    raw.update(profile="smoke", models=list(models), seeds=list(seeds))
+    cfg = C.resolve(raw)
+    files = []
+    for i, m in enumerate(models):
+        for s in seeds:
+            spec = C.train_spec(cfg, m, s)
+            train = {"model": m, "seed": s, "status": "ok", "diverged_at": None, "divergence": None,
+                     "planned_steps": 400, "batch_size": 128, "precision": "fp32", "memory_format": "contiguous",
+                     "calibration_ms": {}, "device": "Test CPU (1 threads)",
+                     "final_loss": {**{k: 1.5 + 0.1 * j for j, k in enumerate(_loss_keys(m))},
+                                    "step": 400, "epoch": 1.0, "wall": 12.0, "images": 51200},
+                     "hparams": spec["hparams"], "train_config": spec["train"]}
+            train.update({k: float(10 * (i + 1) + j + s) for j, k in enumerate(TRAIN_METRICS)})
+            run = {"model": m, "seed": s, "status": "ok", "train": train, "device": "Test CPU (1 threads)"}
+            if m in diverged:
+                run["status"] = train["status"] = "diverged"
+                train.update(diverged_at=17, divergence=DIVERGENCE)
+            else:
+                run.update({k: 0.5 + 0.1 * i + 0.01 * j + 0.001 * s for j, k in enumerate(METRICS)
+                            if k != "fid_inception"})
+                run.update(fd=12.5 * (i + 1) + s, nfe=1 if m != "ddpm" else 50, kid_std=0.01, is_std=0.1, n=100,
+                           sample_batch=256, sample_precision="fp32", class_histogram=[0.1] * 10)
+            files.append(tmp / f"{m}_seed{s}.json")
+            save_json(run, files[-1])
+    side = {k: 0.3 + 0.01 * j for j, k in enumerate(QUALITY_KEYS)}
+    ref = {"floor": {**side, "fd": 0.61, "kid_std": 0.001, "is_std": 0.1, "n": 100,
+                     "class_histogram": [0.1] * 10},
+           "ceiling": {**side, "fd": 361.6, "is": 1.08, "kid_std": 0.5, "is_std": 0.01, "n": 100},
+           "n_samples": 100, "n_reference": 500, "device": "Test CPU (1 threads)"}
+    save_json(ref, tmp / "reference.json")
+    save_json({"test_accuracy": 0.8912, "steps": 1404, "features": 128, "params": 83418}, tmp / "classifier.json")
+    manifest = {"dataset": "fashion_mnist", "root": "data",
+                "train": {"n": 60000, "shape": [1, 28, 28], "sha1": "0" * 40},
+                "test": {"n": 10000, "shape": [1, 28, 28], "sha1": "1" * 40}}
+    save_json(manifest, tmp / "manifest.json")
+    args = {"cfg": C.summary_spec(cfg), "metrics_files": [str(f) for f in files],
+            "reference": str(tmp / "reference.json"), "classifier": str(tmp / "classifier.json"),
+            "manifest": str(tmp / "manifest.json"), "out": str(tmp / "summary.json")}
+    params = inspect.signature(collect).parameters  # the manifest argument is recent; pass what collect takes
+    collect(**{k: v for k, v in args.items() if k in params})
+    return tmp / "summary.json"
+
+
+LEFTOVERS = [(re.compile(r"\\VAR\{"), "an unrendered \\VAR{"), (re.compile(r"\\BLOCK\{"), "an unrendered \\BLOCK{"),
+             (re.compile(r"\bNone\b"), "Python's None"), (re.compile(r"(?<!\\)\bnan\b"), "a nan"),
+             (re.compile(r"(?<!\\)\binf\b"), "an inf"), (re.compile(r"Undefined"), "a jinja Undefined")]
+
+
+def _render(tmp: Path, summary: Path, templates: Path = PAPER) -> list[Path]:
+    return render(templates, summary, tmp / "build" / "paper", tmp / "figures", tmp / "tables")
+
+
+DIVERGENCE = "loss nan at step 17"  # as the trainer words it; the paper may quote it
+
+
+def _check_clean(paths):
+    for p in paths:
+        if p.suffix != ".tex":
+            continue
+        for n, line in enumerate(p.read_text().replace(tex_escape(DIVERGENCE), "").splitlines(), 1):
+            for pattern, what in LEFTOVERS:
+                assert not pattern.search(line), f"{p.name}:{n} holds {what}: {line!r}"
+
+
+@pytest.mark.parametrize("case", ["all models, two seeds", "one seed", "one model diverged", "only the vae"])
+def test_templates_render_without_leftovers(case, tmp_path):
+    kwargs = {"all models, two seeds": {}, "one seed": {"seeds": (0,)}, "one model diverged": {"diverged": ("dcgan",)},
+              "only the vae": {"models": ("vae",)}}[case]
+    summary = make_summary(tmp_path / "results", **kwargs)
+    written = _render(tmp_path, summary)
+    templates = sorted(p.relative_to(PAPER) for p in PAPER.rglob("*.tex.j2"))
+    tex = sorted(p.relative_to(tmp_path / "build" / "paper") for p in written if p.suffix == ".tex")
+    assert tex == [t.with_suffix("") for t in templates], "every template gives one .tex file"
+    assert (tmp_path / "build" / "paper" / "main.tex").exists()
+    for p in written:
+        if p.suffix == ".tex":
+            assert p.read_text().startswith("% Generated from "), f"{p} lacks its provenance line"
+    _check_clean(written)
+    main = (tmp_path / "build" / "paper" / "main.tex").read_text()
+    assert "smoke" in main, "the rendered paper does not name its build profile"
+
+
+def _prose(tex: str) -> str:
+    """Rendered LaTeX without comments and math, where a ')' may legitimately touch a letter."""
+    tex = re.sub(r"(?m)(?<!\\)%.*$", "", tex)
+    tex = re.sub(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)", " ", tex, flags=re.S)
+    return re.sub(r"\\begin\{(equation|align|gather|multline)\*?\}.*?\\end\{\1\*?\}", " ", tex, flags=re.S)
+
+
+def test_block_tags_do_not_glue_words(tmp_path):
+    """trim_blocks eats the newline after a \\BLOCK tag that ends a line; text on both sides then touches."""
+    written = _render(tmp_path, make_summary(tmp_path / "results"))
+    glued = []
+    for p in written:
+        if p.suffix == ".tex":
+            text = _prose(p.read_text())
+            glued += [f"{p.name}: ...{text[max(0, m.start() - 40):m.end() + 15]!r}"
+                      for m in re.finditer(r"\)[A-Za-z]", text)]
+    assert not glued, "words glued to a closing parenthesis:\n" + "\n".join(glued)
+
+
+def test_undefined_names_raise_render_error(tmp_path):
+    summary = make_summary(tmp_path / "results", seeds=(0,))
+    for body in [r"\VAR{no_such_name}", r"\VAR{s.no_such_key}", r"\BLOCK{for x in nothing}\VAR{x}\BLOCK{endfor}"]:
+        templates = tmp_path / "tpl"
+        shutil.rmtree(templates, ignore_errors=True)
+        (templates / "sections").mkdir(parents=True)
+        (templates / "sections" / "broken.tex.j2").write_text(f"First line.\n{body}\nLast line.\n")
+        with pytest.raises(RenderError) as e:
+            _render(tmp_path, summary, templates)
+        msg = str(e.value)
+        assert "sections/broken.tex.j2" in msg, f"RenderError does not name the template:\n{msg}"
+        assert "Undefined" in msg, msg
+    # The control: the same kind of template with defined names renders.
+    (templates / "sections" / "broken.tex.j2").write_text(r"\VAR{s.profile} \VAR{fmt(ref.floor.fd)}" + "\n")
+    out = _render(tmp_path, summary, templates)
+    assert out[0].read_text().splitlines()[1] == "smoke 0.610"
+
+
+def test_tex_escape():
+    assert tex_escape("a_b & 50% #1 $x$ {y} ~ ^") == \
+        r"a\_b \& 50\% \#1 \$x\$ \{y\} \textasciitilde{} \^{}"
+    assert tex_escape("C:\\dir") == r"C:\textbackslash{}dir"
+
+
+# --------------------------------------------------------------------------- words and numbers
+
+def st(mean, std=0.0, n=1):
+    return {"mean": mean, "std": std, "n": n, "values": [mean] * n}
+
+
+def test_compare_picks_the_word_from_the_numbers():
+    low, high = st(10.0), st(20.0)
+    # FD: lower is better; the word says how a compares with b.
+    assert compare(low, high, lower_is_better=True, words=("lower", "higher")).word == "lower"
+    assert compare(high, low, lower_is_better=True, words=("lower", "higher")).word == "higher"
+    # IS: higher is better.
+    assert compare(high, low, lower_is_better=False, words=("higher", "lower")).word == "higher"
+    assert compare(low, high, lower_is_better=False, words=("higher", "lower")).word == "lower"
+    assert compare(low, high, lower_is_better=True).word == "better"
+    assert compare(low, high, lower_is_better=False).word == "worse"
+    assert str(compare(low, high, True)) == "better"
+
+
+def test_compare_ties_and_decisiveness():
+    assert compare(st(10.0), st(10.1), True, ("lower", "higher")).word == "about the same as"
+    assert compare(st(10.1), st(10.0), True, ("lower", "higher")).word == "about the same as"
+    assert compare(st(10.0), st(10.5), True, ("lower", "higher")).word == "lower", "5% apart is not a tie"
+    assert compare(st(10.0), st(10.5), True, tie_rel=0.1).word == "about the same as"
+    c = compare(st(10.4, 0.1, 3), st(20.8, 0.2, 3), True)
+    assert c.decisive and c.n == 3 and c.ratio == pytest.approx(0.5) and (c.a, c.b) == ("10.4", "20.8")
+    assert not compare(st(10.0, 6.0, 3), st(20.0, 6.0, 3), True).decisive, "gap 10 < spread 12"
+    assert not compare(st(10.0), st(20.0), True).decisive, "one seed is never decisive"
+
+
+def test_number_formatting():
+    assert fmt(0.0123456) == "0.0123"
+    assert fmt(361.6234) == "362" and fmt(42.0) == "42"
+    assert fmt(12345.6) == "12346", "large numbers keep their integer digits"
+    assert fmt(0.5, decimals=2) == "0.50"
+    assert fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(float("inf")) == "n/a"
+    assert fmt(0) == "0" and fmt(-0.0) == "0"
+    assert pm(st(1.23456)) == "1.23", "a single seed shows the mean alone"
+    assert pm(st(1.23456, 0.0123, 3)) == r"$1.235 \pm 0.012$"
+    assert pm(st(12.3456, 1.56, 3), math_mode=False) == r"12.3 \pm 1.6"
+    assert pm(st(0.002, 0.0004, 2), scale=1e3) == r"$2.00 \pm 0.40$"
+    assert pm({"mean": None, "std": None, "n": 0}) == "n/a" and pm({}) == "n/a"
+
+
+# --------------------------------------------------------------------------- LaTeX errors
+
+def test_latex_error_names_the_template_and_line(tmp_path):
+    if shutil.which("latexmk") is None:
+        pytest.skip("latexmk is not installed")
+    templates = tmp_path / "paper"
+    shutil.copytree(PAPER, templates)
+    # The first section main.tex \inputs: nothing before it needs figures or tables.
+    main = (templates / "main.tex.j2").read_text()
+    first = re.search(r"\\input\{(sections/[^}]+)\}", main).group(1)
+    section = templates / f"{first}.tex.j2"
+    lines = section.read_text().splitlines()
+    lines.insert(1, r"\undefinedmacro")
+    section.write_text("\n".join(lines) + "\n")
+
+    summary = make_summary(tmp_path / "results", seeds=(0,))
+    out = tmp_path / "build" / "paper"
+    render(templates, summary, out, tmp_path / "figures", tmp_path / "tables")
+    with pytest.raises(LatexError) as e:
+        build_pdf(out, tmp_path / "build" / "review.pdf")
+    msg = str(e.value)
+    assert f"paper/{first}.tex.j2" in msg, f"the error does not name the template paper/{first}.tex.j2:\n{msg}"
+    assert "(near line 2)" in msg, f"the error does not point at the template line:\n{msg}"
+    assert r"\undefinedmacro" in msg and "Undefined control sequence" in msg, msg
+    assert not (tmp_path / "build" / "review.pdf").exists()
