@@ -104,7 +104,7 @@ def chain_figure(summary, name, s: dict, path):
     """The ancestral denoising chain: x_t (top block) and the predicted x_0 (bottom block)."""
     ts = s["chain_t"]
     x, x0 = s["chain_x"][:4], s["chain_x0"][:4]  # (4, T', C, H, W)
-    fig, axes = plt.subplots(2, 1, figsize=(0.36 * len(ts) + 0.4, 3.4))
+    fig, axes = plt.subplots(2, 1, figsize=(0.36 * len(ts) + 0.4, 3.6), gridspec_kw={"hspace": 0.45})
     _show(axes[0], x.flatten(0, 1), len(ts), "$x_t$")
     _show(axes[1], x0.flatten(0, 1), len(ts), "predicted $x_0$")
     w = x.shape[-1] + 1
