@@ -11,13 +11,13 @@ import argparse
 import json
 import sys
 
-from . import config as C
-from .utils import setup_logging
+import logging
 
 
 def _spec(args, kind: str) -> dict:
     if args.spec:
         return json.loads(args.spec)
+    from . import config as C
     raw = C.load(args.config)
     if args.profile:
         raw["profile"] = args.profile
@@ -33,6 +33,10 @@ def _spec(args, kind: str) -> dict:
     if kind == "data":
         return C.data_spec(cfg)
     return C.summary_spec(cfg)
+
+
+# Errors that mean bad input: shown as one clear message, without a traceback.
+USER_ERRORS = {"ConfigError", "DataError", "LatexError", "RenderError", "InceptionWeightsMissing"}
 
 
 def main(argv=None) -> int:
@@ -92,14 +96,13 @@ def main(argv=None) -> int:
     s.add_argument("--out", required=True)
 
     args = p.parse_args(argv)
-    setup_logging()
-    from .data import DataError
-    from .latex import LatexError
-    from .metrics import InceptionWeightsMissing
-    from .render import RenderError
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
     try:
         return _run(args)
-    except (C.ConfigError, DataError, LatexError, RenderError, InceptionWeightsMissing) as e:
+    except Exception as e:
+        if type(e).__name__ not in USER_ERRORS:
+            raise
         print(f"\nerror: {e}", file=sys.stderr)
         return 2
 

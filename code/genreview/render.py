@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from . import report
-from .utils import atomic_path, log
+from .files import atomic_path
 
 
 def environment(template_dir: str | Path) -> jinja2.Environment:
@@ -87,7 +87,7 @@ def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Pa
         else:
             continue
         written.append(dst)
-    log.info("rendered %d files into %s", len(written), out_dir)
+    print(f"rendered {len(written)} files into {out_dir}")
     return written
 
 

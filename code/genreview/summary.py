@@ -10,7 +10,6 @@ import datetime as dt
 import importlib.metadata as md
 import platform
 import subprocess
-from pathlib import Path
 
 import numpy as np
 

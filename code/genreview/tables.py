@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from .report import duration, fmt, pm
-from .utils import atomic_path
+from .files import atomic_path
 
 # (metric, column header, scale, fixed decimals or None for significant digits)
 QUALITY = [("fd", "FD $\\downarrow$", 1.0, None), ("kid", "KID$\\times 10^3$ $\\downarrow$", 1e3, None),
@@ -42,8 +42,8 @@ def results_table(summary: dict) -> pd.DataFrame:
         else:
             row.update({h: pm(m["metrics"].get(k), scale=s, decimals=d) for k, h, s, d in cols})
         rows.append(row)
-    rows.append({"Model": "Uniform noise (ceiling)", **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in cols},
-                 "Seeds": "--"})
+    rows.append({"Model": "Uniform noise (ceiling)",
+                 **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in cols}, "Seeds": "--"})
     return pd.DataFrame(rows)
 
 

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from . import data as D
 from .models import build
 from .models.base import GenerativeModel
-from .utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device, resolve_precision,
-                    rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
+from .utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device,
+                    resolve_precision, rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Trainer:
                 ms = []
                 for i in range(5):
                     with Stopwatch(self.device) as sw:
-                        m.train_step(xb, y, opts, lambda: autocast(self.device, p))
+                        m.train_step(xb, y, opts, lambda p=p: autocast(self.device, p))
                     if i >= 2:
                         ms.append(sw.seconds * 1000)
                 timings[f"{p}/{f}"] = sorted(ms)[len(ms) // 2]

@@ -22,7 +22,7 @@ from .base import EMA, GenerativeModel
 @dataclass
 class DCGANConfig:
     z_dim: int = 100
-    width_g: int = 64        # generator channels at full resolution (x4 at the bottom)
+    width_g: int = 64        # generator channels: 4x this at H/4, 2x at H/2, then the image
     width_d: int = 64        # discriminator channels after the first conv
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -41,9 +41,7 @@ class Generator(nn.Module):
         self.net = nn.Sequential(
             nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False),  # (B, 2w, H/2, W/2)
             nn.BatchNorm2d(2 * width), nn.ReLU(True),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),      # (B, w, H, W)
-            nn.BatchNorm2d(width), nn.ReLU(True),
-            nn.Conv2d(width, c, 3, 1, 1), nn.Tanh(),                        # (B, C, H, W) in [-1, 1]
+            nn.ConvTranspose2d(2 * width, c, 4, 2, 1), nn.Tanh(),           # (B, C, H, W) in [-1, 1]
         )
 
     def forward(self, z):  # (B, z_dim) -> (B, C, H, W)
