@@ -132,3 +132,31 @@ def test_prdc_argument_order(two_clouds):
     a, b = prdc(real, fake, 3, 3), prdc(fake, real, 3, 3)
     assert a["precision"] != a["recall"]
     assert a["precision"] == pytest.approx(b["recall"]) and a["recall"] == pytest.approx(b["precision"])
+
+
+def test_inception_fid_when_weights_are_configured(tiny_classifier, real_test, tmp_path, monkeypatch):
+    """With eval.inception_weights set, the protocol adds torchmetrics' Inception FID. Real weights
+    cannot be downloaded here, so a randomly initialised InceptionV3 state dict stands in for them:
+    this checks the code path (loading, grey-to-RGB, scoring), not the number."""
+    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    with monkeypatch.context() as mp:  # build an InceptionV3 without its download, and save its weights
+        mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights = tmp_path / "inception.pth"
+    torch.save(net.state_dict(), weights)
+    clf, _ = tiny_classifier
+    cfg = EvalConfig(n_samples=8, n_reference=8, kid_subset_size=4, kid_subsets=2, is_splits=2,
+                     inception_weights=str(weights))
+    ref = Reference(clf, real_test[:8], cfg)
+    out = ref.score(real_test[:8])
+    assert "fid_inception" in out and abs(out["fid_inception"]) < 1e-2, out.get("fid_inception")
+    noisy = ref.score(uniform_noise(8, (1, 28, 28), seed=0))
+    assert noisy["fid_inception"] > out["fid_inception"], "Inception FD of noise should exceed that of the real set"
+
+
+def test_missing_inception_weights_is_a_clear_error(tmp_path):
+    from genreview.metrics import InceptionWeightsMissing, check_inception_weights
+    with pytest.raises(InceptionWeightsMissing, match="eval.inception_weights"):
+        check_inception_weights(str(tmp_path / "nope.pth"))
+    check_inception_weights(None)  # not configured: nothing to check
