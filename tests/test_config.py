@@ -162,7 +162,8 @@ def test_schema_matches_the_dataclasses():
     for name, (_, cfg_cls) in REGISTRY.items():
         allowed = set(defs[name]["properties"]) | train
         assert allowed == config_fields(name) | TRAIN_FIELDS, (
-            f"schema hparams.{name} vs {cfg_cls.__name__} + TrainConfig: {allowed ^ (config_fields(name) | TRAIN_FIELDS)}")
+            f"schema hparams.{name} vs {cfg_cls.__name__} + TrainConfig: "
+            f"{allowed ^ (config_fields(name) | TRAIN_FIELDS)}")
         assert not config_fields(name) & TRAIN_FIELDS, (
             f"{cfg_cls.__name__} shares field names with TrainConfig; train_spec would route them to training")
     assert set(settings["classifier"]["properties"]) == _fields(ClassifierConfig)

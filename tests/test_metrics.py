@@ -63,7 +63,8 @@ def test_real_images_score_far_better_than_noise(scores):
     assert real["fd"] > 0, "a different real sample should not coincide with the reference"
     assert noise["fd"] > 10 * real["fd"], f"FD(train, test) = {real['fd']:.3g} vs FD(noise, test) = {noise['fd']:.3g}"
     real_kid = abs(real["kid"]) + real["kid_std"]
-    assert noise["kid"] > 5 * real_kid, f"KID real {real['kid']:.3g} +- {real['kid_std']:.3g} vs noise {noise['kid']:.3g}"
+    assert noise["kid"] > 5 * real_kid, (
+        f"KID real {real['kid']:.3g} +- {real['kid_std']:.3g} vs noise {noise['kid']:.3g}")
     assert real["is"] > noise["is"], f"IS of real images {real['is']:.3g} not above noise {noise['is']:.3g}"
 
 
@@ -72,7 +73,8 @@ def test_precision_recall(scores):
     assert real["precision"] > 0.6 and real["recall"] > 0.6, f"real vs real: {real}"
     assert real["coverage"] > 0.6 and real["density"] > 0.5, f"real vs real: {real}"
     assert noise["recall"] < 0.05 and noise["coverage"] < 0.05, f"noise: {noise}"
-    assert noise["density"] < 0.6 * real["density"], f"density: real {real['density']:.3g}, noise {noise['density']:.3g}"
+    assert noise["density"] < 0.6 * real["density"], (
+        f"density: real {real['density']:.3g}, noise {noise['density']:.3g}")
     # Not asserted: precision of noise. Uniform noise collapses to one small region of the feature
     # space that lies inside the k-NN balls of a few real outliers, so Kynkaanniemi et al.'s precision
     # can be high for it (0.8 here, 0.99 with the small profile's judge); density is the robust one.

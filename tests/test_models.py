@@ -115,7 +115,7 @@ def test_dcgan_learns(small_train):
     """The discriminator learns to tell real from fake (its loss falls from 2 ln 2), and the
     generator moves toward the data: the mean of its samples correlates with the data's mean image."""
     torch.manual_seed(0)
-    model = build("dcgan", smoke_hparams("dcgan"), SHAPE)
+    model = build("dcgan", {**smoke_hparams("dcgan"), "width_g": 16}, SHAPE)
     data_mean = to_unit(small_train.images).mean(0).flatten()
 
     def corr_with_data() -> float:

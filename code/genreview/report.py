@@ -89,8 +89,8 @@ def compare(a: dict, b: dict, lower_is_better: bool, words=("better", "worse"), 
 def evidence(c: Comparison) -> str:
     """How much a comparison can be trusted, in words: the seed count and the spread."""
     if c.n < 2:
-        return "one seed, so no spread to judge the gap by"
-    return f"{c.n} seeds; the gap is {'larger than' if c.decisive else 'within'} the seed spread"
+        return "one seed each"
+    return f"{c.n} seeds each, gap {'larger than' if c.decisive else 'within'} the seed spread"
 
 
 def ordinal_rank(summary: dict, metric: str) -> list[str]:
