@@ -6,7 +6,7 @@ RENDERED = [
     if t.endswith(".tex.j2") or t.endswith(".bib")
 ]
 FIGURES = [f"{P.figures}/{name}" for name in figure_names(MODELS)]
-TABLES = [f"{P.tables}/results.tex", f"{P.tables}/cost.tex"]
+TABLES = [f"{P.tables}/results.tex", f"{P.tables}/cost.tex", f"{P.tables}/likelihood.tex"]
 
 
 rule figures:

@@ -75,6 +75,9 @@ def _message(err: jsonschema.ValidationError, root: dict, source: str) -> str:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             parts.append(f"{source}: unknown key '{full}'{hint}. Allowed here: {', '.join(allowed)}")
         return "\n".join(parts)
+    if err.validator == "enum" and "propertyNames" in err.schema_path:
+        return (f"{source}: '{where}' has the key {err.instance!r}, not one of "
+                f"{', '.join(map(str, err.validator_value))}")
     if err.validator == "enum":
         return (f"{source}: '{where}' is {err.instance!r}, not one of "
                 f"{', '.join(map(str, err.validator_value))}")

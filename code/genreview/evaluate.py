@@ -14,6 +14,7 @@ import torch
 
 from . import data as D
 from .classifier import load_classifier, predict
+from .likelihood import bits_per_dim
 from .metrics import EvalConfig, Reference, uniform_noise
 from .models import build
 from .utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
@@ -23,7 +24,12 @@ from .utils import (Stopwatch, autocast, device_name, load_json, log, pick_devic
 def _load_model(path, device):
     ck = torch.load(path, map_location="cpu", weights_only=False)
     model = build(ck["model"], ck["hparams"], ck["shape"])
-    model.load_state_dict(ck["state_dict"])
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"{path} does not fit the current {ck['model']} code (it was trained before the network changed). "
+            f"Retrain it: snakemake --cores all --forcerun train (or delete {Path(path).parent}).\n{e}") from e
     return model.to(device).eval()
 
 
@@ -67,7 +73,7 @@ def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
         out["recon_mse"] = float((rec - x).pow(2).mean())
         out["recon_bce"] = float(torch.nn.functional.binary_cross_entropy(rec.clamp(1e-6, 1 - 1e-6), x,
                                                                           reduction="none").flatten(1).sum(1).mean())
-        out["neg_elbo_nats"] = float(-torch.cat([model.log_prob(b) for b in x.split(500)]).mean())
+        out["neg_elbo_nats"] = float(-torch.cat([model.elbo(b) for b in x.split(500)]).mean())
         first = [int((test.labels == c).nonzero()[0]) for c in range(int(test.labels.max()) + 1)]
         out["recon"] = torch.stack([test.images[first], D.to_uint8(model.reconstruct(x[first]))])  # (2, K, C, H, W)
         a = model.encode(x[:rows])[0]
@@ -108,7 +114,8 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     clf = load_classifier(classifier, device)
     test = D.load(spec["dataset"], spec["data_root"], "test")
     precision = summary["precision"]  # what measured fastest for this model in training
-    fake, secs = generate(model, cfg.n_samples, cfg.batch_size, cfg.seed + spec["seed"], device, precision)
+    n_samples = cfg.n_samples_by_model.get(spec["model"], cfg.n_samples)
+    fake, secs = generate(model, n_samples, cfg.batch_size, cfg.seed + spec["seed"], device, precision)
     log.info("sampled %d images in %.1fs (%.2f ms/image)", len(fake), secs, 1000 * secs / len(fake))
     if not torch.isfinite(fake.float()).all():
         raise RuntimeError("samples contain NaN")
@@ -119,12 +126,35 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         sample_ms_per_image=1000 * secs / len(fake), sample_batch=cfg.batch_size, nfe=model.nfe,
         sample_precision=precision, class_histogram=(hist / hist.sum()).tolist(),
     )
+    if model.likelihood != "none" and cfg.nll_images:
+        metrics.update(score_likelihood(model, test, cfg, device))
     ex = extras(model, test, cfg, device)
     metrics.update({k: v for k, v in ex.items() if isinstance(v, float)})
     save_json(metrics, out / "metrics.json")
     torch_save({"grid": fake[:64], **{k: v for k, v in ex.items() if not isinstance(v, float)}},
                out / "samples.pt")
     return metrics
+
+
+@torch.no_grad()
+def score_likelihood(model, test: D.Split, cfg: EvalConfig, device) -> dict:
+    """Bits per dimension on a fixed random subset of the test split (see `genreview.likelihood`), in fp32."""
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    idx = torch.randperm(len(test), generator=g)[:cfg.nll_images]
+    x = D.to_unit(test.images[idx])
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+    opts = {"iw_samples": cfg.iw_samples, "vlb_timesteps": cfg.vlb_timesteps}
+    dims = x[0].numel()
+    with Stopwatch(device) as sw:
+        lp = torch.cat([model.log_prob(b.to(device), generator=gen, **opts).float().cpu()
+                        for b in x.split(cfg.nll_batch)])
+    bpd = bits_per_dim(lp.double(), dims)
+    if not torch.isfinite(bpd).all():
+        raise RuntimeError(f"bits/dim is not finite for {int((~torch.isfinite(bpd)).sum())} test images")
+    log.info("bits/dim %.4f on %d test images (%s) in %.1fs", bpd.mean(), len(x), model.likelihood, sw.seconds)
+    return {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5), "bpd_images": len(x),
+            "bpd_kind": model.likelihood, "bpd_note": model.likelihood_note, "bpd_seconds": sw.seconds,
+            "bpd_ms_per_image": 1000 * sw.seconds / len(x)}
 
 
 def reference_images(test: D.Split, cfg: EvalConfig) -> torch.Tensor:

@@ -20,7 +20,9 @@ from .utils import atomic_path  # noqa: E402
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
                      "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 150, "savefig.dpi": 300,
                      "pdf.fonttype": 42})
-COLORS = {"vae": "#1b9e77", "gan": "#d95f02", "diffusion": "#7570b3", "likelihood": "#e7298a"}
+COLORS = {"vae": "#1b9e77", "gan": "#d95f02", "diffusion": "#7570b3", "classical": "#666666",
+          "autoregressive": "#e7298a", "flow": "#66a61e"}
+PER_ROW = 4  # panels per row in the multi-model figures
 
 
 def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
@@ -45,10 +47,20 @@ def _save(fig, path):
     plt.close(fig)
 
 
+def _panels(n: int, width: float, height: float):
+    """A grid of n panels, PER_ROW to a row; unused axes hidden."""
+    cols = min(n, PER_ROW)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
 def samples_figure(summary, real: torch.Tensor, samples: dict, path):
     """Real images beside each model's samples, captioned with FD."""
     names = summary["order"]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(1.75 * (len(names) + 1), 2.0))
+    fig, axes = _panels(len(names) + 1, 1.75, 2.0)
     _show(axes[0], real[:36], 6, f"Real {summary['dataset_name']}")
     for ax, name in zip(axes[1:], names):
         m = summary["models"][name]
@@ -116,10 +128,10 @@ def chain_figure(summary, name, s: dict, path):
 
 
 def curves_figure(summary, logs: dict, path):
-    """Training losses against images seen, one panel per model."""
-    names = summary["order"]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 1.8), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    """Training losses against images seen, one panel per gradient-trained model."""
+    names = [n for n in summary["order"] if len(logs.get(n, [])) > 1]
+    fig, axes = _panels(max(1, len(names)), 2.3, 1.8)
+    for ax, name in zip(axes, names):
         rows = logs[name]
         m = summary["models"][name]
         keys = [k for k in ("d_loss", "g_loss") if rows and k in rows[0]] or ["loss"]
@@ -129,9 +141,45 @@ def curves_figure(summary, logs: dict, path):
         ax.set_xlabel("images seen (thousands)")
         if len(keys) > 1:
             ax.legend(frameon=False)
-        if name in [n for n in names if summary["models"][n]["family"] == "vae"]:
-            ax.set_ylabel("negative ELBO (nats)")
+        ax.set_ylabel(LOSS_LABEL.get(m["family"], "loss"))
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+LOSS_LABEL = {"vae": "negative ELBO (nats)", "gan": "BCE loss", "diffusion": "noise MSE",
+              "autoregressive": "NLL (nats/dim)", "flow": "NLL (nats/dim)"}
+
+
+def likelihood_figure(summary, path):
+    """Bits/dim against FD for every model with a density or a bound; GANs, which have neither,
+    as horizontal lines at their FD. Theis et al. (2016): the two need not agree."""
+    fig, ax = plt.subplots(figsize=(3.3, 2.4))
+    for name in summary["order"]:
+        m = summary["models"][name]
+        fd, bpd = m["metrics"].get("fd"), m["metrics"].get("bpd")
+        if not fd or fd["mean"] is None:
+            continue
+        color = COLORS.get(m["family"])
+        if bpd and bpd["mean"] is not None:
+            marker = "o" if m["likelihood"] == "exact" else "v"
+            ax.errorbar(bpd["mean"], fd["mean"], xerr=bpd["std"] or None, yerr=fd["std"] or None, fmt=marker,
+                        color=color, capsize=2, ms=4)
+            ax.annotate(m["display"], (bpd["mean"], fd["mean"]), textcoords="offset points", xytext=(4, 2),
+                        fontsize=7)
+        else:
+            ax.axhline(fd["mean"], color=color, ls=":", lw=0.9)
+            ax.annotate(f"{m['display']} (no likelihood)", (0.02, fd["mean"]), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 2), fontsize=7, color=color)
+    ax.plot([], [], "o", color="k", ms=4, label="exact")
+    ax.plot([], [], "v", color="k", ms=4, label="bound")
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.margins(x=0.2, y=0.25)
+    ax.set_xlabel("bits/dim on test images (lower is better)")
+    ax.set_ylabel("FD (lower is better)")
+    ax.legend(frameon=False, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     _save(fig, path)
 
@@ -174,6 +222,8 @@ def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, 
             for m in summary["order"]}
     curves_figure(summary, logs, out / "training_curves.pdf")
     quality_cost_figure(summary, out / "quality_vs_cost.pdf")
+    if any(summary["models"][m]["likelihood"] != "none" for m in summary["order"]):
+        likelihood_figure(summary, out / "likelihood_vs_quality.pdf")
     progress = {m: torch.load(Path(run_dirs[m]) / "progress.pt", weights_only=False) for m in summary["order"]}
     progress_figure(summary, progress, out / "progress.pdf")
     if "vae" in samples and "recon" in samples["vae"]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,13 @@ class EvalConfig:
     inception_weights: str | None = None  # path to FID Inception weights (pt_inception-2015-12-05)
     interp_steps: int = 10
     seed: int = 1234
+    # per-model sample counts for models whose sampling is slow (PixelCNN); FD is reported with its N
+    n_samples_by_model: dict = field(default_factory=dict)
+    # the likelihood protocol (genreview.likelihood): bits/dim on a fixed subset of the test split
+    nll_images: int = 1000       # 0 skips bits/dim
+    nll_batch: int = 250
+    iw_samples: int = 64         # k of the VAE's importance-weighted bound (Burda et al. 2016)
+    vlb_timesteps: int = 0       # DDPM bound: KL terms estimated from this many timesteps; 0 = all
 
 
 class InceptionWeightsMissing(FileNotFoundError):

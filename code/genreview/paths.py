@@ -53,7 +53,11 @@ class Paths:
 
 def figure_names(models: list[str]) -> list[str]:
     """The files `make_figures` writes for these models (the Snakefile's outputs)."""
+    from .models import REGISTRY
+
     names = ["samples.pdf", "training_curves.pdf", "quality_vs_cost.pdf", "progress.pdf"]
+    if any(REGISTRY[m][0].likelihood != "none" for m in models):
+        names.append("likelihood_vs_quality.pdf")
     if "vae" in models:
         names.append("vae_reconstructions.pdf")
     if {"vae", "dcgan"} & set(models):

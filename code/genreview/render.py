@@ -27,7 +27,7 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
         extensions=["jinja2.ext.do"],
     )
     env.globals.update(fmt=report.fmt, pm=report.pm, compare=report.compare, rank=report.ordinal_rank,
-                       evidence=report.evidence,
+                       evidence=report.evidence, swaps=report.swaps,
                        times=report.times, duration=report.duration, tex=tex_escape)
     env.filters.update(fmt=report.fmt, pm=report.pm, tex=tex_escape, duration=report.duration)
     return env

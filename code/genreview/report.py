@@ -17,6 +17,7 @@ METRIC_INFO = {
     "sample_ms_per_image": ("sampling time", True), "train_seconds": ("training time", True),
     "ms_per_step": ("time per step", True), "params": ("parameters", True), "nfe": ("NFE", True),
     "recon_mse": ("reconstruction MSE", True), "fid_inception": ("Inception FID", True),
+    "bpd": ("bits/dim", True),
 }
 
 
@@ -99,6 +100,13 @@ def ordinal_rank(summary: dict, metric: str) -> list[str]:
     ms = [(m, s["metrics"][metric]["mean"]) for m, s in summary["models"].items()
           if s["metrics"].get(metric, {}).get("mean") is not None]
     return [m for m, _ in sorted(ms, key=lambda t: t[1] if lower else -t[1])]
+
+
+def swaps(first: list[str], second: list[str]) -> list[tuple[str, str]]:
+    """Pairs (a, b) that `first` orders a before b and `second` orders b before a (shared items only)."""
+    common = [x for x in first if x in second]
+    pos = {x: i for i, x in enumerate(second)}
+    return [(a, b) for i, a in enumerate(common) for b in common[i + 1:] if pos[b] < pos[a]]
 
 
 def times(ratio: float) -> str:

@@ -18,7 +18,8 @@ from .models import DISPLAY, REGISTRY
 from .utils import load_json, save_json
 
 METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
-           "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats"]
+           "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
+           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image"]
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
 PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "prdc", "pandas",
             "matplotlib", "jinja2"]
@@ -36,6 +37,7 @@ def model_summary(name: str, runs: list[dict]) -> dict:
     ok = [r for r in runs if r["status"] == "ok"]
     out = {"name": name, "display": DISPLAY[name][0], "family": DISPLAY[name][1],
            "likelihood": REGISTRY[name][0].likelihood,
+           "likelihood_note": REGISTRY[name][0].likelihood_note,
            "n_seeds": len(runs), "n_ok": len(ok), "seeds": [r["seed"] for r in runs],
            "diverged": [{"seed": r["seed"], "at_step": r["train"].get("diverged_at"),
                          "reason": r["train"].get("divergence")} for r in runs if r["status"] == "diverged"],

@@ -32,18 +32,22 @@ def results_table(summary: dict) -> pd.DataFrame:
     rows = []
     ref = summary["reference"]
     cols = _quality_columns(summary)
+    n_ref = fmt(summary["n_samples"])
     rows.append({"Model": "Real data (floor)", **{h: fmt(ref["floor"][k] * s, decimals=d) for k, h, s, d in cols},
-                 "Seeds": "--"})
+                 "$N$": n_ref, "Seeds": "--"})
     for name in summary["order"]:
         m = summary["models"][name]
-        row = {"Model": m["display"], "Seeds": f"{m['n_ok']}/{m['n_seeds']}"}
+        row = {"Model": m["display"]}
         if m["n_ok"] == 0:
             row.update({h: "diverged" if i == 0 else "" for i, (_, h, _, _) in enumerate(cols)})
+            row["$N$"] = "--"
         else:
             row.update({h: pm(m["metrics"].get(k), scale=s, decimals=d) for k, h, s, d in cols})
+            row["$N$"] = fmt(m["metrics"]["n"]["mean"]) if "n" in m["metrics"] else n_ref
+        row["Seeds"] = f"{m['n_ok']}/{m['n_seeds']}"
         rows.append(row)
     rows.append({"Model": "Uniform noise (ceiling)",
-                 **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in cols}, "Seeds": "--"})
+                 **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in cols}, "$N$": n_ref, "Seeds": "--"})
     return pd.DataFrame(rows)
 
 
@@ -63,9 +67,33 @@ def cost_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+NO_DENSITY = {"gan": "none: an implicit model, no density"}
+
+
+def likelihood_table(summary: dict) -> pd.DataFrame:
+    """Bits/dim on test images for every model, marked exact or bound; models without a density say why."""
+    rows = []
+    for name in summary["order"]:
+        s = summary["models"][name]
+        m = s["metrics"]
+        if s["likelihood"] == "none":
+            rows.append({"Model": s["display"], "Bits/dim $\\downarrow$": "n/a", "Kind": "--",
+                         "How": NO_DENSITY.get(s["family"], "no tractable density"), "Test images": "--",
+                         "ms/image": "--"})
+            continue
+        bpd = m.get("bpd")
+        rows.append({"Model": s["display"],
+                     "Bits/dim $\\downarrow$": pm(bpd, decimals=3) if bpd and bpd["mean"] is not None else "diverged",
+                     "Kind": s["likelihood"], "How": s.get("likelihood_note", ""),
+                     "Test images": fmt(m["bpd_images"]["mean"]) if "bpd_images" in m else "--",
+                     "ms/image": fmt(m["bpd_ms_per_image"]["mean"]) if "bpd_ms_per_image" in m else "--"})
+    return pd.DataFrame(rows)
+
+
 def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
-    paths = [out_dir / "results.tex", out_dir / "cost.tex"]
-    _write(results_table(summary), paths[0], "l" + "r" * len(_quality_columns(summary)) + "c")
+    paths = [out_dir / "results.tex", out_dir / "cost.tex", out_dir / "likelihood.tex"]
+    _write(results_table(summary), paths[0], "l" + "r" * len(_quality_columns(summary)) + "rc")
     _write(cost_table(summary), paths[1], "lrrrrrr")
+    _write(likelihood_table(summary), paths[2], "lrlp{4.2cm}rr")
     return paths

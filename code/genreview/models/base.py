@@ -48,9 +48,16 @@ class GenerativeModel(nn.Module):
 
     Subclasses set `likelihood` to "exact", "bound" or "none" and implement `loss`,
     `sample`, and `log_prob` where `likelihood` is not "none".
+
+    Classical models (GMM, HMM) fitted by their own algorithm rather than by gradient steps
+    set `classical = True` and implement `fit` instead of `loss`; they keep their fitted
+    parameters in buffers whose shapes follow from the config, so that a checkpoint loads
+    into a freshly built model like any other.
     """
 
     likelihood: str = "none"
+    likelihood_note: str = ""   # how log_prob is computed, for the paper (one short phrase)
+    classical: bool = False
 
     def __init__(self, cfg, shape: tuple[int, int, int]):
         super().__init__()
@@ -67,9 +74,16 @@ class GenerativeModel(nn.Module):
         """n samples in [0, 1], (n, C, H, W)."""
         raise NotImplementedError
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) in nats per image, (B,), or a lower bound on it when likelihood == "bound"."""
+    def log_prob(self, x: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        """log P(k) of the 8-bit images k = 255 x in nats per image, (B,): exact, or a lower bound
+        (or an unbiased estimate of one) when likelihood == "bound". See `genreview.likelihood`.
+        `options` carries the evaluation's settings (iw_samples, vlb_timesteps); ignore the rest."""
         raise NotImplementedError(f"{type(self).__name__} has no tractable likelihood")
+
+    def fit(self, x: torch.Tensor, seed: int) -> dict:
+        """Classical models only: fit to all of x in [0, 1], (N, C, H, W); return statistics of
+        the fit (for example iterations, converged, train log-likelihood) for the run summary."""
+        raise NotImplementedError(f"{type(self).__name__} is trained by gradient steps, not fit()")
 
     @property
     def nfe(self) -> int:
