@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
+from genreview.likelihood import bits_per_dim
 from genreview.models import REGISTRY, build
 
 from conftest import CPU, SHAPE, smoke_hparams
@@ -40,16 +41,22 @@ def _mean(rows, key, sl):
 def test_family_contract(name, small_train):
     torch.manual_seed(0)
     model = build(name, smoke_hparams(name), SHAPE)
-    before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    opts = model.configure_optimizers()
     x, y = next(Batches(small_train, 16, 0, CPU).epoch(0))
-
-    losses = model.train_step(x, y, opts)
-    assert "loss" in losses, f"{name}.train_step must return the optimised loss under 'loss', got {list(losses)}"
-    for k, v in losses.items():
-        assert torch.isfinite(torch.as_tensor(v)).all(), f"{name}: loss {k} = {v} is not finite after one step"
-    changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
-    assert changed, f"{name}: train_step updated no parameter"
+    if model.classical:  # fitted once by its own algorithm; the fitted state lives in buffers
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        stats = model.fit(to_unit(small_train.images[:256]), 0)
+        assert stats.get("n_iter", 0) >= 1, f"{name}.fit returned {stats}"
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        assert changed, f"{name}: fit changed no buffer, so a checkpoint would not hold the fitted model"
+    else:
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        opts = model.configure_optimizers()
+        losses = model.train_step(x, y, opts)
+        assert "loss" in losses, f"{name}.train_step must return the optimised loss under 'loss', got {list(losses)}"
+        for k, v in losses.items():
+            assert torch.isfinite(torch.as_tensor(v)).all(), f"{name}: loss {k} = {v} is not finite after one step"
+        changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
+        assert changed, f"{name}: train_step updated no parameter"
 
     model.eval()
     n = 5
@@ -64,9 +71,12 @@ def test_family_contract(name, small_train):
 
     assert model.likelihood in ("exact", "bound", "none"), f"{name}.likelihood = {model.likelihood!r}"
     if model.likelihood != "none":
-        lp = model.log_prob(x)
+        lp = model.log_prob(x, generator=torch.Generator().manual_seed(0), iw_samples=2, vlb_timesteps=3)
         assert lp.shape == (len(x),), f"{name}.log_prob shape {tuple(lp.shape)}, expected ({len(x)},)"
         assert torch.isfinite(lp).all(), f"{name}.log_prob is not finite: {lp}"
+        bpd = bits_per_dim(lp, x[0].numel())
+        assert (bpd > 0).all() and (bpd < 64).all(), f"{name}: bits/dim {bpd.tolist()} outside (0, 64)"
+        assert model.likelihood_note, f"{name}.likelihood_note is empty; the paper's likelihood table prints it"
     else:
         with pytest.raises(NotImplementedError):
             model.log_prob(x)

@@ -127,6 +127,8 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------
     def fit(self, model: GenerativeModel, batches: D.Batches) -> dict:
+        if model.classical:
+            raise TypeError(f"{type(model).__name__} is fitted by its own algorithm: use fit_classical, not Trainer")
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         model.to(self.device)

@@ -4,11 +4,18 @@ from __future__ import annotations
 import dataclasses
 
 from .base import GenerativeModel
+from .classical import GMM, HMM, GMMConfig, HMMConfig
 from .dcgan import DCGAN, DCGANConfig
 from .ddpm import DDPM, DDPMConfig
+from .flow import Flow, FlowConfig
+from .pixelcnn import PixelCNN, PixelCNNConfig
 from .vae import VAE, VAEConfig
 
 REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
+    "gmm": (GMM, GMMConfig),
+    "hmm": (HMM, HMMConfig),
+    "pixelcnn": (PixelCNN, PixelCNNConfig),
+    "flow": (Flow, FlowConfig),
     "vae": (VAE, VAEConfig),
     "dcgan": (DCGAN, DCGANConfig),
     "ddpm": (DDPM, DDPMConfig),
@@ -16,6 +23,10 @@ REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
 
 # How the paper names each model and which family it belongs to.
 DISPLAY = {
+    "gmm": ("GMM", "classical"),
+    "hmm": ("HMM", "classical"),
+    "pixelcnn": ("PixelCNN", "autoregressive"),
+    "flow": ("RealNVP", "flow"),
     "vae": ("VAE", "vae"),
     "dcgan": ("DCGAN", "gan"),
     "ddpm": ("DDPM", "diffusion"),
