@@ -21,7 +21,7 @@ METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
            "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image"]
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
-PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "prdc", "pandas",
+PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "hmmlearn", "prdc", "pandas",
             "matplotlib", "jinja2"]
 
 
