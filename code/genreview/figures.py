@@ -151,10 +151,18 @@ LOSS_LABEL = {"vae": "negative ELBO (nats)", "gan": "BCE loss", "diffusion": "no
               "autoregressive": "NLL (nats/dim)", "flow": "NLL (nats/dim)"}
 
 
+def _offsets(xs: dict) -> dict:
+    """Label offsets (points) for scatter labels: alternately above and below, in the order of x."""
+    order = sorted(xs, key=xs.get)
+    return {k: ((4, 3) if i % 2 == 0 else (4, -9)) for i, k in enumerate(order)}
+
+
 def likelihood_figure(summary, path):
     """Bits/dim against FD for every model with a density or a bound; GANs, which have neither,
     as horizontal lines at their FD. Theis et al. (2016): the two need not agree."""
     fig, ax = plt.subplots(figsize=(3.3, 2.4))
+    offs = _offsets({n: summary["models"][n]["metrics"]["bpd"]["mean"] for n in summary["order"]
+                     if (summary["models"][n]["metrics"].get("bpd") or {}).get("mean") is not None})
     for name in summary["order"]:
         m = summary["models"][name]
         fd, bpd = m["metrics"].get("fd"), m["metrics"].get("bpd")
@@ -165,7 +173,7 @@ def likelihood_figure(summary, path):
             marker = "o" if m["likelihood"] == "exact" else "v"
             ax.errorbar(bpd["mean"], fd["mean"], xerr=bpd["std"] or None, yerr=fd["std"] or None, fmt=marker,
                         color=color, capsize=2, ms=4)
-            ax.annotate(m["display"], (bpd["mean"], fd["mean"]), textcoords="offset points", xytext=(4, 2),
+            ax.annotate(m["display"], (bpd["mean"], fd["mean"]), textcoords="offset points", xytext=offs[name],
                         fontsize=7)
         else:
             ax.axhline(fd["mean"], color=color, ls=":", lw=0.9)
@@ -187,6 +195,8 @@ def likelihood_figure(summary, path):
 def quality_cost_figure(summary, path):
     """FD against sampling time per image (log scale), with the real-data floor."""
     fig, ax = plt.subplots(figsize=(3.3, 2.3))
+    offs = _offsets({n: summary["models"][n]["metrics"]["sample_ms_per_image"]["mean"] for n in summary["order"]
+                     if (summary["models"][n]["metrics"].get("sample_ms_per_image") or {}).get("mean") is not None})
     for name in summary["order"]:
         m = summary["models"][name]
         fd, ms = m["metrics"].get("fd"), m["metrics"].get("sample_ms_per_image")
@@ -195,8 +205,9 @@ def quality_cost_figure(summary, path):
         ax.errorbar(ms["mean"], fd["mean"], yerr=fd["std"] or None, fmt="o", color=COLORS.get(m["family"]),
                     capsize=2, ms=4)
         nfe = m["metrics"].get("nfe", {}).get("mean")
-        ax.annotate(f"{m['display']}\n{fmt(nfe)} NFE", (ms["mean"], fd["mean"]), textcoords="offset points",
-                    xytext=(5, -3), fontsize=7, va="top")
+        dx, dy = offs.get(name, (5, -3))
+        ax.annotate(f"{m['display']}, {fmt(nfe)} NFE", (ms["mean"], fd["mean"]), textcoords="offset points",
+                    xytext=(dx, dy + (4 if dy > 0 else 0)), fontsize=6, va="bottom" if dy > 0 else "top")
     ax.axhline(summary["reference"]["floor"]["fd"], color="gray", ls="--", lw=0.8, label="real data (floor)")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -67,7 +67,7 @@ def cost_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-NO_DENSITY = {"gan": "none: an implicit model, no density"}
+NO_DENSITY = {"gan": "implicit model, no density"}
 
 
 def likelihood_table(summary: dict) -> pd.DataFrame:
@@ -95,5 +95,5 @@ def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     paths = [out_dir / "results.tex", out_dir / "cost.tex", out_dir / "likelihood.tex"]
     _write(results_table(summary), paths[0], "l" + "r" * len(_quality_columns(summary)) + "rc")
     _write(cost_table(summary), paths[1], "lrrrrrr")
-    _write(likelihood_table(summary), paths[2], "lrlp{4.2cm}rr")
+    _write(likelihood_table(summary), paths[2], "lrllrr")
     return paths

@@ -101,7 +101,7 @@ class _Classical(GenerativeModel):
 
     classical = True
     likelihood = "bound"
-    likelihood_note = "continuous density, uniform dequantization"
+    likelihood_note = "dequantised density"
 
     def __init__(self, cfg, shape):
         super().__init__(cfg, shape)

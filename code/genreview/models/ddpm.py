@@ -60,7 +60,7 @@ class DDPM(GenerativeModel):
     """DDPM with an epsilon-predicting UNet. Args: cfg (DDPMConfig), shape (C, H, W)."""
 
     likelihood = "bound"
-    likelihood_note = "variational bound, discretised decoder"
+    likelihood_note = "variational bound"
 
     def __init__(self, cfg: DDPMConfig, shape):
         super().__init__(cfg, shape)

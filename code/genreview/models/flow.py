@@ -202,7 +202,7 @@ class Flow(GenerativeModel):
     """
 
     likelihood = "bound"
-    likelihood_note = "exact density, uniform dequantization"
+    likelihood_note = "dequantised density"
 
     def __init__(self, cfg: FlowConfig, shape):
         super().__init__(cfg, shape)

@@ -171,7 +171,7 @@ class PixelCNN(GenerativeModel):
     """Gated PixelCNN over 256 levels per pixel and channel. Args: cfg (PixelCNNConfig), shape (C, H, W)."""
 
     likelihood = "exact"
-    likelihood_note = "exact, autoregressive"
+    likelihood_note = "autoregressive"
 
     def __init__(self, cfg: PixelCNNConfig, shape):
         super().__init__(cfg, shape)

@@ -67,7 +67,7 @@ class VAE(GenerativeModel):
     """Convolutional VAE. Args: cfg (VAEConfig), shape (C, H, W) with H and W divisible by 4."""
 
     likelihood = "bound"
-    likelihood_note = "importance-weighted bound, continuous Bernoulli decoder"
+    likelihood_note = "importance-weighted bound"
 
     def __init__(self, cfg: VAEConfig, shape):
         super().__init__(cfg, shape)
