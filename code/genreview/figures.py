@@ -216,7 +216,7 @@ def quality_cost_figure(summary, path):
         axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"sampling time (ms/image, batch {summary['eval'].get('batch_size', 256)})")
     ax.set_ylabel(f"FD (N={summary['n_samples']})")
-    ax.legend(frameon=False, loc="upper right")
+    ax.legend(frameon=False, loc="lower left")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     _save(fig, path)
