@@ -151,6 +151,12 @@ LOSS_LABEL = {"vae": "negative ELBO (nats)", "gan": "BCE loss", "diffusion": "no
               "autoregressive": "NLL (nats/dim)", "flow": "NLL (nats/dim)"}
 
 
+def _means(summary, key: str) -> dict:
+    """model -> mean of metric `key`, for the models that report it."""
+    return {n: s["metrics"][key]["mean"] for n, s in summary["models"].items()
+            if (s["metrics"].get(key) or {}).get("mean") is not None}
+
+
 def _offsets(xs: dict) -> dict:
     """Label offsets (points) for scatter labels: alternately above and below, in the order of x."""
     order = sorted(xs, key=xs.get)
@@ -161,8 +167,7 @@ def likelihood_figure(summary, path):
     """Bits/dim against FD for every model with a density or a bound; GANs, which have neither,
     as horizontal lines at their FD. Theis et al. (2016): the two need not agree."""
     fig, ax = plt.subplots(figsize=(3.3, 2.4))
-    offs = _offsets({n: summary["models"][n]["metrics"]["bpd"]["mean"] for n in summary["order"]
-                     if (summary["models"][n]["metrics"].get("bpd") or {}).get("mean") is not None})
+    offs = _offsets(_means(summary, "bpd"))
     for name in summary["order"]:
         m = summary["models"][name]
         fd, bpd = m["metrics"].get("fd"), m["metrics"].get("bpd")
@@ -195,8 +200,7 @@ def likelihood_figure(summary, path):
 def quality_cost_figure(summary, path):
     """FD against sampling time per image (log scale), with the real-data floor."""
     fig, ax = plt.subplots(figsize=(3.3, 2.3))
-    offs = _offsets({n: summary["models"][n]["metrics"]["sample_ms_per_image"]["mean"] for n in summary["order"]
-                     if (summary["models"][n]["metrics"].get("sample_ms_per_image") or {}).get("mean") is not None})
+    offs = _offsets(_means(summary, "sample_ms_per_image"))
     for name in summary["order"]:
         m = summary["models"][name]
         fd, ms = m["metrics"].get("fd"), m["metrics"].get("sample_ms_per_image")

@@ -300,7 +300,7 @@ def fit_classical(model: GenerativeModel, split: D.Split, cfg: TrainConfig, out:
     with atomic_path(out / "train_log.jsonl") as tmp:
         row = {"step": n_iter, "epoch": 1, "wall": elapsed, "images": n_iter * n_images,
                "loss": -nll / x[0].numel() if nll is not None else float("nan")}
-        Path(tmp).write_text(json.dumps(row) + "\n")
+        tmp.write_text(json.dumps(row) + "\n")
     if st["status"] == "ok":
         g = torch.Generator().manual_seed(seed + 12345)
         grid = D.to_uint8(model.sample(cfg.sample_grid, generator=g))
