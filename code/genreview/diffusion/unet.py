@@ -69,7 +69,9 @@ class UNet(nn.Module):
     """eps_theta(x_t, t).
 
     Args:
-        channels: image channels C.
+        channels: input channels C (image channels, plus any conditioning channels concatenated to x_t).
+        out_channels: output channels; None = `channels` (2 C for a learned variance, C for a
+            conditioned model whose input carries extra channels).
         width: channels at full resolution.
         mults: channel multiplier per resolution level; each level after the first halves H and W.
         res_blocks: residual blocks per level.
@@ -82,9 +84,11 @@ class UNet(nn.Module):
     """
 
     def __init__(self, channels: int = 1, width: int = 32, mults=(1, 2, 2), res_blocks: int = 1,
-                 attn_levels=(2,), dropout: float = 0.0, num_classes: int = 0, patch: int = 1):
+                 attn_levels=(2,), dropout: float = 0.0, num_classes: int = 0, patch: int = 1,
+                 out_channels: int | None = None):
         super().__init__()
         self.width = width
+        out_channels = (channels if out_channels is None else out_channels) * patch * patch
         self.fold = nn.PixelUnshuffle(patch) if patch > 1 else nn.Identity()    # (B, C p^2, H/p, W/p)
         self.unfold = nn.PixelShuffle(patch) if patch > 1 else nn.Identity()
         channels = channels * patch * patch
@@ -124,11 +128,11 @@ class UNet(nn.Module):
         # convs stay narrow (they dominate the cost on a CPU).
         self.upsample = nn.ModuleList(nn.Conv2d(chans[i], chans[i - 1], 3, padding=1)
                                       for i in reversed(range(1, len(chans))))
-        self.out = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, channels, 3, padding=1))
+        self.out = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, out_channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x, t, y=None):  # (B, C, H, W), (B,) [, (B,)] -> (B, C, H, W)
+    def forward(self, x, t, y=None):  # (B, C, H, W), (B,) [, (B,)] -> (B, out_channels, H, W)
         emb = self.time_mlp(timestep_embedding(t, self.width))
         if self.class_emb is not None:
             emb = emb + self.class_emb(y)
