@@ -3,7 +3,7 @@
 # Real images in, every model family trained and scored under one protocol, and the
 # LaTeX review rebuilt from the runs:
 #
-#   data -> domain classifier -> train each model x seed -> evaluate -> summary
+#   data -> domain classifier -> train each model x seed -> evaluate, sampling sweeps -> summary
 #        -> figures + tables -> rendered templates -> latexmk -> build/review.pdf
 #
 # Build:   snakemake --cores all                     (profile from config.yaml; default small)
@@ -18,6 +18,7 @@ include: "rules/data.smk"
 include: "rules/classifier.smk"
 include: "rules/models.smk"
 include: "rules/evaluate.smk"
+include: "rules/study.smk"
 include: "rules/paper.smk"
 
 

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "code"))
 from genreview import config as C  # noqa: E402
 from genreview.data import missing_data_message  # noqa: E402
 from genreview.metrics import InceptionWeightsMissing, check_inception_weights  # noqa: E402
-from genreview.paths import Paths, figure_names  # noqa: E402
+from genreview.paths import Paths, figure_names, table_names  # noqa: E402
 
 try:
     CFG = C.resolve(config)
@@ -29,6 +29,8 @@ PY = sys.executable
 P = Paths(CFG["profile"], CFG["data"]["root"], CFG["dataset"])
 MODELS = CFG["models"]
 SEEDS = CFG["seeds"]
+SWEEP_MODELS = C.sweep_models(CFG)
+GUIDANCE_MODELS = C.guidance_models(CFG)
 
 
 def spec(d):

@@ -41,6 +41,9 @@ rule reference:
 rule summarize:
     input:
         metrics=expand(P.eval_dir("{model}", "{seed}") + "/metrics.json", model=MODELS, seed=SEEDS),
+        sweeps=expand(P.sweep_dir("{model}", "{seed}") + "/sweep.json", model=SWEEP_MODELS, seed=SEEDS),
+        guidance=expand(P.guidance_dir("{model}", "{seed}") + "/guidance.json", model=GUIDANCE_MODELS,
+                        seed=SEEDS),
         reference=P.reference,
         classifier=rules.train_classifier.output.info,
         manifest=P.manifest,
@@ -54,5 +57,6 @@ rule summarize:
         f"{P.benchmarks}/summarize.tsv"
     shell:
         "{PY} -m genreview summarize --spec {params.spec:q} --metrics {input.metrics} "
+        "--sweeps {input.sweeps} --guidance {input.guidance} "
         "--reference {input.reference} --classifier {input.classifier} --manifest {input.manifest} "
         "--out {output} > {log} 2>&1"

@@ -5,8 +5,8 @@ RENDERED = [
     for t in TEMPLATES
     if t.endswith(".tex.j2") or t.endswith(".bib")
 ]
-FIGURES = [f"{P.figures}/{name}" for name in figure_names(MODELS)]
-TABLES = [f"{P.tables}/results.tex", f"{P.tables}/cost.tex", f"{P.tables}/likelihood.tex"]
+FIGURES = [f"{P.figures}/{name}" for name in figure_names(MODELS, SWEEP_MODELS, GUIDANCE_MODELS)]
+TABLES = [f"{P.tables}/{name}" for name in table_names(SWEEP_MODELS, GUIDANCE_MODELS)]
 
 
 rule figures:
@@ -14,17 +14,22 @@ rule figures:
         summary=P.summary,
         runs=expand(P.run_dir("{model}", SEEDS[0]) + "/progress.pt", model=MODELS),
         samples=expand(P.eval_dir("{model}", SEEDS[0]) + "/samples.pt", model=MODELS),
+        sweeps=expand(P.sweep_dir("{model}", SEEDS[0]) + "/sweep_grids.pt", model=SWEEP_MODELS),
+        guidance=expand(P.guidance_dir("{model}", SEEDS[0]) + "/guidance_grids.pt", model=GUIDANCE_MODELS),
     output:
         FIGURES,
     params:
         runs=spec({m: P.run_dir(m, SEEDS[0]) for m in MODELS}),
         evals=spec({m: P.eval_dir(m, SEEDS[0]) for m in MODELS}),
+        sweeps=spec({m: P.sweep_dir(m, SEEDS[0]) for m in SWEEP_MODELS}),
+        guidance=spec({m: P.guidance_dir(m, SEEDS[0]) for m in GUIDANCE_MODELS}),
     log:
         f"{P.logs}/figures.log",
     benchmark:
         f"{P.benchmarks}/figures.tsv"
     shell:
         "{PY} -m genreview figures --summary {input.summary} --runs {params.runs:q} --evals {params.evals:q} "
+        "--sweeps {params.sweeps:q} --guidance {params.guidance:q} "
         "--data-root {P.data_root} --out {P.figures} > {log} 2>&1"
 
 

@@ -160,7 +160,8 @@ def test_schema_matches_the_dataclasses():
     assert set(settings["hparams"]["properties"]) == set(REGISTRY)
     assert defs["model_name"]["enum"] == list(REGISTRY)
     for name, (_, cfg_cls) in REGISTRY.items():
-        allowed = set(defs[name]["properties"]) | train
+        ref = settings["hparams"]["properties"][name]["$ref"].split("/")[-1]  # variants share a definition
+        allowed = set(defs[ref]["properties"]) | train
         assert allowed == config_fields(name) | TRAIN_FIELDS, (
             f"schema hparams.{name} vs {cfg_cls.__name__} + TrainConfig: "
             f"{allowed ^ (config_fields(name) | TRAIN_FIELDS)}")
@@ -168,6 +169,9 @@ def test_schema_matches_the_dataclasses():
             f"{cfg_cls.__name__} shares field names with TrainConfig; train_spec would route them to training")
     assert set(settings["classifier"]["properties"]) == _fields(ClassifierConfig)
     assert set(settings["eval"]["properties"]) == _fields(EvalConfig)
+    from genreview.sweeps import GuidanceConfig, SweepConfig
+    assert set(settings["sweep"]["properties"]) == _fields(SweepConfig)
+    assert set(settings["guidance"]["properties"]) == _fields(GuidanceConfig)
 
 
 def test_dataclass_defaults_are_valid_config():

@@ -96,6 +96,27 @@ def test_ddim_eta0_sampling_is_deterministic():
     assert not torch.equal(a, c), "different x_T gave identical samples"
 
 
+# --------------------------------------------------------------------------- step counts
+
+@pytest.mark.parametrize("make", [lambda s: DDPMScheduler(s), lambda s: DDIMScheduler(s, spacing="leading"),
+                                  lambda s: DDIMScheduler(s, spacing="trailing")], ids=["ddpm", "leading", "trailing"])
+def test_any_step_count_visits_distinct_timesteps(schedule, make):
+    """A step count k from 1 to T, dividing T or not, gives k distinct, descending timesteps in [0, T-1], each step
+    going to the next one in the list (trailing spacing with a step count that does not divide T once gave
+    k + 1 timesteps ending at -1, e.g. k = 61: a float arange's length); 0 or more than T is an error."""
+    sched = make(schedule)
+    for k in (1, 3, 7, 10, 61, 103, 300, 999, T):
+        sched.set_timesteps(k)
+        ts = sched.timesteps.tolist()
+        assert len(ts) == k and ts == sorted(set(ts), reverse=True) and 0 <= ts[-1] and ts[0] <= T - 1, k
+        if isinstance(sched, DDIMScheduler):
+            assert [sched.prev_timestep[t] for t in ts] == ts[1:] + [-1], k
+            assert sched.spacing == "leading" or ts[0] == T - 1
+    for k in (0, T + 1):
+        with pytest.raises(ValueError, match=f"ask for 1 to {T} steps"):
+            sched.set_timesteps(k)
+
+
 # --------------------------------------------------------------------------- against diffusers
 
 @pytest.mark.parametrize("n", [10, 50])

@@ -82,12 +82,48 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
                 "train": {"n": 60000, "shape": [1, 28, 28], "sha1": "0" * 40},
                 "test": {"n": 10000, "shape": [1, 28, 28], "sha1": "1" * 40}}
     save_json(manifest, tmp / "manifest.json")
+    sweeps, guidance = _study_files(tmp, cfg, seeds, diverged)
     args = {"cfg": C.summary_spec(cfg), "metrics_files": [str(f) for f in files],
             "reference": str(tmp / "reference.json"), "classifier": str(tmp / "classifier.json"),
-            "manifest": str(tmp / "manifest.json"), "out": str(tmp / "summary.json")}
+            "manifest": str(tmp / "manifest.json"), "out": str(tmp / "summary.json"),
+            "sweep_files": sweeps, "guidance_files": guidance}
     params = inspect.signature(collect).parameters  # the manifest argument is recent; pass what collect takes
     collect(**{k: v for k, v in args.items() if k in params})
     return tmp / "summary.json"
+
+
+def _study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], list[str]]:
+    """Fake sweep.json and guidance.json files shaped like `sweeps.sweep_run` and `guidance_run` write."""
+    def scores(x):
+        return {"fd": x, "kid": x / 1e3, "kid_std": 1e-4, "is": 5.0 - x / 100, "is_std": 0.1, "precision": 0.6,
+                "recall": 0.5 - x / 1e3, "density": 0.8, "coverage": 0.7, "n": 50}
+
+    sweeps, guidance = [], []
+    for i, m in enumerate(C.sweep_models(cfg)):
+        for s in seeds:
+            ok = m not in diverged
+            if not ok:
+                pts = []
+            elif hasattr(REGISTRY[m][0], "make_scheduler"):
+                pts = [{"sampler": smp, "steps": k, "eta": 0.0, "nfe": k, "ms_per_image": 0.5 * k,
+                        **scores(10.0 + 40.0 / k + (3.0 if smp == "ddpm" else 0.0) + i + 0.1 * s)}
+                       for smp in ("ddim", "ddpm") for k in (2, 5)]
+            else:
+                pts = [{"sampler": "native", "steps": 1, "eta": None, "nfe": 1, "ms_per_image": 0.2,
+                        **scores(20.0 + i + 0.1 * s)}]
+            sweeps.append(str(tmp / f"sweep_{m}_seed{s}.json"))
+            save_json({"model": m, "seed": s, "status": "ok" if ok else "diverged", "n": 50, "points": pts},
+                      sweeps[-1])
+    for m in C.guidance_models(cfg):
+        for s in seeds:
+            ok = m not in diverged
+            pts = [{"guidance": w, "nfe": 5 if w == 0 else 10, "ms_per_image": 1.0, "cond_accuracy": 0.5 + 0.1 * w,
+                    "cond_accuracy_by_class": [0.5] * 10, **scores(15.0 + (w - 1) ** 2 + 0.1 * s)}
+                   for w in (0.0, 2.0)] if ok else []
+            guidance.append(str(tmp / f"guidance_{m}_seed{s}.json"))
+            save_json({"model": m, "seed": s, "status": "ok" if ok else "diverged", "n": 50, "points": pts},
+                      guidance[-1])
+    return sweeps, guidance
 
 
 LEFTOVERS = [(re.compile(r"\\VAR\{"), "an unrendered \\VAR{"), (re.compile(r"\\BLOCK\{"), "an unrendered \\BLOCK{"),

@@ -26,6 +26,10 @@ def _spec(args, kind: str) -> dict:
         return C.train_spec(cfg, args.model, args.seed)
     if kind == "eval":
         return C.eval_spec(cfg, args.model, args.seed)
+    if kind == "sweep":
+        return C.sweep_spec(cfg, args.model, args.seed)
+    if kind == "guidance":
+        return C.guidance_spec(cfg, args.model, args.seed)
     if kind == "classifier":
         return C.classifier_spec(cfg)
     if kind == "reference":
@@ -67,11 +71,21 @@ def main(argv=None) -> int:
     s.add_argument("--run", required=True)
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
+    for name, help_ in (("sweep", "FD against network evaluations: each sampler at each step count"),
+                        ("guidance", "classifier-free guidance: FD and conditional accuracy per weight")):
+        s = step(name, help_)
+        s.add_argument("--model")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--run", required=True)
+        s.add_argument("--classifier", required=True)
+        s.add_argument("--out", required=True)
     s = step("reference", "score real data (floor) and noise (ceiling)")
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
     s = step("summarize", "collect results files into one summary")
     s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--sweeps", nargs="*", default=[])
+    s.add_argument("--guidance", nargs="*", default=[])
     s.add_argument("--reference", required=True)
     s.add_argument("--classifier", required=True)
     s.add_argument("--manifest", required=True)
@@ -80,6 +94,8 @@ def main(argv=None) -> int:
     s.add_argument("--summary", required=True)
     s.add_argument("--runs", required=True, help="JSON: model -> run folder")
     s.add_argument("--evals", required=True, help="JSON: model -> evaluation folder")
+    s.add_argument("--sweeps", default="{}", help="JSON: model -> sampling-sweep folder")
+    s.add_argument("--guidance", default="{}", help="JSON: model -> guidance-sweep folder")
     s.add_argument("--data-root", required=True)
     s.add_argument("--out", required=True)
     s = sub.add_parser("tables", help="write the LaTeX tables from the summary")
@@ -121,15 +137,23 @@ def _run(args) -> int:
     elif args.cmd == "evaluate":
         from .evaluate import evaluate_run
         evaluate_run(_spec(args, "eval"), args.run, args.classifier, args.out, args.threads)
+    elif args.cmd == "sweep":
+        from .sweeps import sweep_run
+        sweep_run(_spec(args, "sweep"), args.run, args.classifier, args.out, args.threads)
+    elif args.cmd == "guidance":
+        from .sweeps import guidance_run
+        guidance_run(_spec(args, "guidance"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "reference":
         from .evaluate import reference
         reference(_spec(args, "reference"), args.classifier, args.out, args.threads)
     elif args.cmd == "summarize":
         from .summary import collect
-        collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out)
+        collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out,
+                args.sweeps, args.guidance)
     elif args.cmd == "figures":
         from .figures import make_figures
-        make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out)
+        make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out,
+                     json.loads(args.sweeps), json.loads(args.guidance))
     elif args.cmd == "tables":
         from .tables import write_tables
         write_tables(json.loads(open(args.summary).read()), args.out)

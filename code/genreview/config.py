@@ -140,7 +140,7 @@ def data_spec(cfg: dict) -> dict:
 
 def summary_spec(cfg: dict) -> dict:
     return {"profile": cfg["profile"], "dataset": cfg["dataset"], "models": cfg["models"], "seeds": cfg["seeds"],
-            "eval": eval_config(cfg)}
+            "eval": eval_config(cfg), "sweep": sweep_config(cfg), "guidance": guidance_config(cfg)}
 
 
 def classifier_spec(cfg: dict) -> dict:
@@ -170,3 +170,30 @@ def eval_spec(cfg: dict, model: str, seed: int) -> dict:
 
 def reference_spec(cfg: dict) -> dict:
     return {**_base(cfg), "eval": eval_config(cfg)}
+
+
+def sweep_config(cfg: dict) -> dict:
+    from .sweeps import SweepConfig
+    return dataclasses.asdict(SweepConfig(**cfg.get("sweep", {})))
+
+
+def guidance_config(cfg: dict) -> dict:
+    from .sweeps import GuidanceConfig
+    return dataclasses.asdict(GuidanceConfig(**cfg.get("guidance", {})))
+
+
+def sweep_models(cfg: dict) -> list[str]:
+    """The built models that the sampling-cost sweep covers, in `models` order."""
+    return [m for m in cfg["models"] if m in sweep_config(cfg)["models"]]
+
+
+def guidance_models(cfg: dict) -> list[str]:
+    return [m for m in cfg["models"] if m in guidance_config(cfg)["models"]]
+
+
+def sweep_spec(cfg: dict, model: str, seed: int) -> dict:
+    return {**eval_spec(cfg, model, seed), "sweep": sweep_config(cfg)}
+
+
+def guidance_spec(cfg: dict, model: str, seed: int) -> dict:
+    return {**eval_spec(cfg, model, seed), "guidance": guidance_config(cfg)}

@@ -34,16 +34,23 @@ def _load_model(path, device):
 
 
 @torch.no_grad()
-def generate(model, n: int, batch: int, seed: int, device, precision: str):
-    """n uint8 samples, drawn in batches; returns (images, seconds)."""
+def generate(model, n: int, batch: int, seed: int, device, precision: str, labels: torch.Tensor | None = None,
+             **sample_options):
+    """n uint8 samples, drawn in batches; returns (images, seconds).
+
+    `labels` (n,) are passed batch by batch to a conditional model; `sample_options` (sampler, steps,
+    guidance) go to every `model.sample` call."""
     g = torch.Generator(device=device).manual_seed(seed)
-    with autocast(device, precision):
-        model.sample(min(4, n), generator=torch.Generator(device=device).manual_seed(0))  # warm-up
+    warm = {"labels": labels[:min(4, n)].to(device)} if labels is not None else {}
+    with autocast(device, precision):  # warm-up
+        model.sample(min(4, n), generator=torch.Generator(device=device).manual_seed(0), **warm, **sample_options)
     out = []
     with Stopwatch(device) as sw:
         with autocast(device, precision):
             for i in range(0, n, batch):
-                out.append(D.to_uint8(model.sample(min(batch, n - i), generator=g)))
+                b = min(batch, n - i)
+                cond = {"labels": labels[i:i + b].to(device)} if labels is not None else {}
+                out.append(D.to_uint8(model.sample(b, generator=g, **cond, **sample_options)))
     return torch.cat(out), sw.seconds
 
 

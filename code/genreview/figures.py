@@ -14,6 +14,7 @@ from torchvision.utils import make_grid  # noqa: E402
 
 from . import data as D  # noqa: E402
 from .report import fmt  # noqa: E402
+from .models import REGISTRY  # noqa: E402
 from .paths import figure_names  # noqa: E402
 from .utils import atomic_path  # noqa: E402
 
@@ -47,9 +48,9 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def _panels(n: int, width: float, height: float):
-    """A grid of n panels, PER_ROW to a row; unused axes hidden."""
-    cols = min(n, PER_ROW)
+def _panels(n: int, width: float, height: float, per_row: int = PER_ROW):
+    """A grid of n panels, per_row to a row; unused axes hidden."""
+    cols = min(n, per_row)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     for ax in axes.flat[n:]:
@@ -226,10 +227,111 @@ def quality_cost_figure(summary, path):
     _save(fig, path)
 
 
-def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, out_dir) -> None:
-    """run_dirs / eval_dirs: model -> folder of its first seed's training run / evaluation."""
+SAMPLER_STYLE = {"ddim": ("-", "o", "DDIM"), "ddpm": ("--", "s", "ancestral"), "native": ("", "D", "one-shot")}
+
+
+def _model_colors(names):
+    cmap = plt.get_cmap("tab10")
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def sampling_cost_figure(summary, path):
+    """The sampling-cost study: FD against network evaluations per sample (left) and against
+    sampling time (right), a line per model and sampler; one-shot models are single points."""
+    sweep = summary["sweep"]
+    names = [n for n in summary["order"] if n in sweep and sweep[n]["points"]]
+    colors = _model_colors(names)
+    fig, axes = plt.subplots(1, 2, figsize=(6.6, 2.6), sharey=True)
+    for name in names:
+        display = summary["models"][name]["display"]
+        by_sampler: dict = {}
+        for p in sweep[name]["points"]:
+            by_sampler.setdefault(p["sampler"], []).append(p)
+        for sampler, pts in by_sampler.items():
+            pts = sorted(pts, key=lambda p: p["nfe"]["mean"])
+            ls, marker, label = SAMPLER_STYLE[sampler]
+            fd = [p["fd"]["mean"] for p in pts]
+            err = [p["fd"]["std"] or 0 for p in pts]
+            for ax, key in zip(axes, ("nfe", "ms_per_image")):
+                ax.errorbar([p[key]["mean"] for p in pts], fd, yerr=err if any(err) else None, ls=ls or "none",
+                            marker=marker, ms=3.5, lw=1, color=colors[name], capsize=2,
+                            label=f"{display}, {label}" if ax is axes[0] else None)
+    n = next(iter(sweep.values()))["n"] if sweep else 0
+    axes[0].set_xlabel("network evaluations per sample (NFE)")
+    axes[1].set_xlabel(f"sampling time (ms/image, batch {summary['eval'].get('batch_size', 256)})")
+    axes[0].set_ylabel(f"FD (N={n})")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2 and 5 per decade
+            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: fmt(v, 2)))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.grid(alpha=0.3, which="both")
+    fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, loc="upper center", ncol=4,
+               bbox_to_anchor=(0.5, 1.0 + 0.045 * (len(axes[0].get_legend_handles_labels()[0]) // 4 + 1)))
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def sweep_samples_figure(summary, grids: dict, path, per_row: int = 8):
+    """Samples of each diffusion model from the same noise at each step count of the DDIM sweep."""
+    names = [n for n in summary["order"] if n in grids and any(k.startswith("ddim/") for k in grids[n])]
+    fig, axes = _panels(max(1, len(names)), 3.3, 1.9, per_row=2)
+    for ax, name in zip(axes, names):
+        keys = sorted((k for k in grids[name] if k.startswith("ddim/")), key=lambda k: int(k.split("/")[1]))
+        _show(ax, torch.cat([grids[name][k][:per_row] for k in keys]), per_row,
+              f"{summary['models'][name]['display']}, DDIM")
+        h = grids[name][keys[0]].shape[-2] + 1
+        ax.set_yticks([h * (i + 0.5) for i in range(len(keys))], [f"{k.split('/')[1]} steps" for k in keys])
+        ax.tick_params(length=0)
+    _save(fig, path)
+
+
+def guidance_figure(summary, name: str, grids: dict, path, per_class: int = 2):
+    """Classifier-free guidance: FD against conditional accuracy as w grows (left), and samples for
+    each weight, two per class (right)."""
+    pts = sorted(summary["guidance"][name]["points"], key=lambda p: p["guidance"])
+    fig, (ax, im) = plt.subplots(1, 2, figsize=(6.8, 2.3), gridspec_kw={"width_ratios": [1, 2.2]})
+    acc = [p["cond_accuracy"]["mean"] for p in pts]
+    fd = [p["fd"]["mean"] for p in pts]
+    ax.plot(acc, fd, "-o", ms=3.5, lw=1, color=COLORS["diffusion"])
+    for p, a, f in zip(pts, acc, fd):
+        ax.annotate(f"w={fmt(p['guidance'])}", (a, f), textcoords="offset points", xytext=(4, 3), fontsize=6)
+    ax.ticklabel_format(useOffset=False)
+    ax.set_xlabel("conditional accuracy")
+    ax.set_ylabel(f"FD (N={summary['guidance'][name]['n']})")
+    ax.margins(x=0.25, y=0.2)
+    ax.grid(alpha=0.3)
+    weights = [p["guidance"] for p in pts]
+    k = len(summary["class_names"])
+    rows = []
+    for w in weights:
+        g = grids[w].view(k, -1, *grids[w].shape[1:])[:, :per_class]          # (K, per_class, C, H, W)
+        rows.append(g.flatten(0, 1))
+    _show(im, torch.cat(rows), k * per_class, f"{summary['models'][name]['display']}: two samples per class")
+    h = rows[0].shape[-2] + 1
+    im.set_yticks([h * (i + 0.5) for i in range(len(weights))], [f"w={fmt(w)}" for w in weights])
+    im.tick_params(length=0)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, out_dir,
+                 sweep_dirs: dict | None = None, guidance_dirs: dict | None = None) -> None:
+    """run_dirs / eval_dirs / sweep_dirs / guidance_dirs: model -> folder of its first seed's training
+    run / evaluation / sampling sweep / guidance sweep."""
     summary = json.loads(Path(summary_path).read_text())
     out = Path(out_dir)
+    if summary.get("sweep"):
+        sampling_cost_figure(summary, out / "sampling_cost.pdf")
+        grids = {m: torch.load(Path(d) / "sweep_grids.pt", weights_only=False) for m, d in (sweep_dirs or {}).items()}
+        if any(hasattr(REGISTRY[m][0], "make_scheduler") for m in grids):
+            sweep_samples_figure(summary, grids, out / "sweep_samples.pdf")
+    for name, d in (guidance_dirs or {}).items():
+        if summary["guidance"].get(name, {}).get("points"):
+            guidance_figure(summary, name, torch.load(Path(d) / "guidance_grids.pt", weights_only=False),
+                            out / f"guidance_{name}.pdf")
     samples = {m: torch.load(Path(eval_dirs[m]) / "samples.pt", weights_only=False) for m in summary["order"]}
     real = D.load(summary["dataset"], data_root, "test").images
     samples_figure(summary, real, samples, out / "samples.pdf")
@@ -248,7 +350,8 @@ def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, 
         interpolation_figure(summary, interps, out / "interpolation.pdf")
     if "ddpm" in samples and "chain_t" in samples["ddpm"]:
         chain_figure(summary, "ddpm", samples["ddpm"], out / "ddpm_chain.pdf")
-    for name in figure_names(summary["order"]):  # a diverged run still gets a placeholder figure
+    names = figure_names(summary["order"], list(summary.get("sweep", {})), list(summary.get("guidance", {})))
+    for name in names:  # a diverged run still gets a placeholder figure
         if not (out / name).exists():
             fig, ax = plt.subplots(figsize=(3, 1))
             ax.text(0.5, 0.5, "not available: the run diverged", ha="center", va="center")

@@ -36,6 +36,12 @@ class Paths:
     def eval_dir(self, model: str, seed) -> str:
         return f"{self.results}/eval/{model}/seed{seed}"
 
+    def sweep_dir(self, model: str, seed) -> str:
+        return f"{self.results}/sweep/{model}/seed{seed}"
+
+    def guidance_dir(self, model: str, seed) -> str:
+        return f"{self.results}/guidance/{model}/seed{seed}"
+
     @property
     def reference(self) -> str:
         return f"{self.results}/reference.json"
@@ -51,8 +57,8 @@ class Paths:
     pdf = "build/review.pdf"
 
 
-def figure_names(models: list[str]) -> list[str]:
-    """The files `make_figures` writes for these models (the Snakefile's outputs)."""
+def figure_names(models: list[str], sweep_models=(), guidance_models=()) -> list[str]:
+    """The files `make_figures` writes for these models and studies (the Snakefile's outputs)."""
     from .models import REGISTRY
 
     names = ["samples.pdf", "training_curves.pdf", "quality_vs_cost.pdf", "progress.pdf"]
@@ -64,4 +70,17 @@ def figure_names(models: list[str]) -> list[str]:
         names.append("interpolation.pdf")
     if "ddpm" in models:
         names.append("ddpm_chain.pdf")
+    if sweep_models:
+        names.append("sampling_cost.pdf")
+        if any(hasattr(REGISTRY[m][0], "make_scheduler") for m in sweep_models):
+            names.append("sweep_samples.pdf")
+    names += [f"guidance_{m}.pdf" for m in guidance_models]
     return names
+
+
+def table_names(sweep_models=(), guidance_models=()) -> list[str]:
+    """The files `write_tables` writes (the Snakefile's outputs)."""
+    names = ["results.tex", "cost.tex", "likelihood.tex"]
+    if sweep_models:
+        names.append("sweep.tex")
+    return names + [f"guidance_{m}.tex" for m in guidance_models]

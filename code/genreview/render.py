@@ -28,7 +28,9 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
     )
     env.globals.update(fmt=report.fmt, pm=report.pm, compare=report.compare, rank=report.ordinal_rank,
                        evidence=report.evidence, swaps=report.swaps,
-                       times=report.times, duration=report.duration, tex=tex_escape)
+                       times=report.times, duration=report.duration, tex=tex_escape,
+                       sampler_study=report.sampler_study, guidance_study=report.guidance_study,
+                       best_point=report.best_point, small_loss=report.SMALL_LOSS)
     env.filters.update(fmt=report.fmt, pm=report.pm, tex=tex_escape, duration=report.duration)
     return env
 

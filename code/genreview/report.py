@@ -122,3 +122,56 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{fmt(seconds / 60, 2)}\\,min"
     return f"{fmt(seconds / 3600, 2)}\\,h"
+
+
+# --------------------------------------------------------------------------- the sampling-cost studies
+
+SMALL_LOSS = 1.25  # an FD at most 25% above the reference counts as "little loss" of quality
+
+
+def _fd(p: dict) -> float:
+    return p["fd"]["mean"]
+
+
+def sampler_study(summary: dict, model: str) -> dict | None:
+    """What the sweep says about one diffusion model's samplers.
+
+    ref: the best point at the largest step count (any sampler); fastest: the DDIM point with the
+    fewest steps whose FD is within SMALL_LOSS of ref's (None if no DDIM point is); fewest_ddim and
+    fewest_ancestral: both samplers at the smallest step count; supported: whether DDIM at one fifth
+    of ref's network evaluations or fewer stays within SMALL_LOSS (the claim of Song et al. 2021)."""
+    pts = [p for p in summary.get("sweep", {}).get(model, {}).get("points", []) if p["sampler"] != "native"]
+    if not pts:
+        return None
+    top = max(p["steps"] for p in pts)
+    ref = min((p for p in pts if p["steps"] == top), key=_fd)
+    ddim = sorted((p for p in pts if p["sampler"] == "ddim"), key=lambda p: p["steps"])
+    anc = sorted((p for p in pts if p["sampler"] == "ddpm"), key=lambda p: p["steps"])
+    close = [p for p in ddim if _fd(p) <= SMALL_LOSS * _fd(ref)]
+    fastest = close[0] if close else None
+    out = {"ref": ref, "fastest": fastest, "ddim": ddim, "ancestral": anc,
+           "fewest_ddim": ddim[0] if ddim else None, "fewest_ancestral": anc[0] if anc else None,
+           "supported": bool(fastest and fastest["nfe"]["mean"] * 5 <= ref["nfe"]["mean"]),
+           "speedup": (ref["ms_per_image"]["mean"] / fastest["ms_per_image"]["mean"]) if fastest else None}
+    if ddim and anc and ddim[0]["steps"] == anc[0]["steps"]:
+        out["few_steps"] = compare(ddim[0]["fd"], anc[0]["fd"], True, ("lower than", "higher than"))
+    return out
+
+
+def best_point(points: list[dict], key: str = "fd") -> dict:
+    return min(points, key=lambda p: p[key]["mean"])
+
+
+def guidance_study(summary: dict, model: str) -> dict | None:
+    """Guidance weights ordered; the weight with the lowest FD; how accuracy and recall move from the
+    smallest weight to the largest."""
+    pts = sorted(summary.get("guidance", {}).get(model, {}).get("points", []), key=lambda p: p["guidance"])
+    if not pts:
+        return None
+    lo, hi = pts[0], pts[-1]
+    return {"points": pts, "lo": lo, "hi": hi, "best_fd": best_point(pts),
+            "best_acc": max(pts, key=lambda p: p["cond_accuracy"]["mean"]),
+            "acc": compare(hi["cond_accuracy"], lo["cond_accuracy"], False, ("higher than", "lower than")),
+            "recall": compare(hi["recall"], lo["recall"], False, ("higher than", "lower than")),
+            "precision": compare(hi["precision"], lo["precision"], False, ("higher than", "lower than")),
+            "fd": compare(hi["fd"], lo["fd"], True, ("lower than", "higher than"))}

@@ -37,7 +37,8 @@ def model_summary(name: str, runs: list[dict]) -> dict:
     ok = [r for r in runs if r["status"] == "ok"]
     out = {"name": name, "display": DISPLAY[name][0], "family": DISPLAY[name][1],
            "likelihood": REGISTRY[name][0].likelihood,
-           "likelihood_note": REGISTRY[name][0].likelihood_note,
+           "likelihood_note": next((r["bpd_note"] for r in ok if r.get("bpd_note")),
+                                   REGISTRY[name][0].likelihood_note),
            "n_seeds": len(runs), "n_ok": len(ok), "seeds": [r["seed"] for r in runs],
            "diverged": [{"seed": r["seed"], "at_step": r["train"].get("diverged_at"),
                          "reason": r["train"].get("divergence")} for r in runs if r["status"] == "diverged"],
@@ -81,7 +82,34 @@ def provenance() -> dict:
             "date": dt.date.today().isoformat()}
 
 
-def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str, manifest: str, out: str) -> dict:
+STUDY_METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "ms_per_image", "nfe",
+                 "cond_accuracy", "fid_inception"]
+
+
+def study_summary(files: list[str], key) -> dict:
+    """model -> {"n", "n_seeds", "points": [...]}: the rows of every seed's sweep.json or guidance.json
+    grouped by `key(row)` (the sampler and step count, or the guidance weight), each metric as a stat."""
+    by_model: dict[str, list] = {}
+    for f in files:
+        r = load_json(f)
+        by_model.setdefault(r["model"], []).append(r)
+    out = {}
+    for model, runs in by_model.items():
+        groups: dict = {}
+        for r in runs:
+            for row in r["points"]:
+                groups.setdefault(key(row), []).append(row)
+        points = []
+        for k, rows in groups.items():
+            p = {name: rows[0][name] for name in ("sampler", "steps", "eta", "guidance") if name in rows[0]}
+            p.update({m: stat(row.get(m) for row in rows) for m in STUDY_METRICS if any(m in row for row in rows)})
+            points.append(p)
+        out[model] = {"n": runs[0]["n"], "n_seeds": sum(r["status"] == "ok" for r in runs), "points": points}
+    return out
+
+
+def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str, manifest: str, out: str,
+            sweep_files: list[str] = (), guidance_files: list[str] = ()) -> dict:
     runs: dict[str, list] = {}
     for f in metrics_files:
         r = load_json(f)
@@ -95,6 +123,9 @@ def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str
         "eval": cfg.get("eval", {}), "classifier": clf, "reference": ref, "device": ref["device"],
         "models": {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in cfg["models"] if m in runs},
         "order": [m for m in cfg["models"] if m in runs],
+        "sweep": study_summary(list(sweep_files), lambda row: (row["sampler"], row["steps"])),
+        "guidance": study_summary(list(guidance_files), lambda row: row["guidance"]),
+        "sweep_config": cfg.get("sweep", {}), "guidance_config": cfg.get("guidance", {}),
         "provenance": provenance(),
     }
     save_json(summary, out)

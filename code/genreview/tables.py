@@ -90,10 +90,56 @@ def likelihood_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SAMPLER_NAME = {"ddim": "DDIM", "ddpm": "ancestral", "native": "one-shot"}
+
+
+def sweep_table(summary: dict) -> pd.DataFrame:
+    """FD at each step count, a row per model and sampler, and the sampling time per network evaluation."""
+    sweep = summary["sweep"]
+    steps = sorted({p["steps"] for v in sweep.values() for p in v["points"] if p["sampler"] != "native"})
+    rows = []
+    for name in [n for n in summary["order"] if n in sweep]:
+        by_sampler: dict = {}
+        for p in sweep[name]["points"]:
+            by_sampler.setdefault(p["sampler"], {})[p["steps"]] = p
+        for sampler, pts in by_sampler.items():
+            row = {"Model": summary["models"][name]["display"], "Sampler": SAMPLER_NAME[sampler]}
+            if sampler == "native":
+                p = pts[1]
+                row.update({f"{k}": "" for k in steps})
+                row[f"{steps[0]}" if steps else "FD"] = f"{pm(p['fd'])} (NFE {fmt(p['nfe']['mean'])})"
+            else:
+                row.update({f"{k}": pm(pts[k]["fd"]) if k in pts else "--" for k in steps})
+            per = [p["ms_per_image"]["mean"] / p["nfe"]["mean"] for p in pts.values()]
+            row["ms/NFE"] = fmt(sum(per) / len(per), 2)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def guidance_table(summary: dict, name: str) -> pd.DataFrame:
+    if not summary["guidance"][name]["points"]:
+        return pd.DataFrame([{"$w$": "--", "NFE": "", "FD": "the run diverged", "Cond.\\ acc.": "", "Prec.": "",
+                              "Rec.": "", "IS": "", "ms/image": ""}])
+    rows = []
+    for p in sorted(summary["guidance"][name]["points"], key=lambda p: p["guidance"]):
+        rows.append({"$w$": fmt(p["guidance"]), "NFE": fmt(p["nfe"]["mean"]), "FD $\\downarrow$": pm(p["fd"]),
+                     "Cond.\\ acc.\\ $\\uparrow$": pm(p["cond_accuracy"], decimals=3),
+                     "Prec. $\\uparrow$": pm(p["precision"], decimals=3), "Rec. $\\uparrow$": pm(p["recall"], decimals=3),
+                     "IS $\\uparrow$": pm(p["is"], decimals=2), "ms/image": pm(p["ms_per_image"])})
+    return pd.DataFrame(rows)
+
+
 def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / "results.tex", out_dir / "cost.tex", out_dir / "likelihood.tex"]
     _write(results_table(summary), paths[0], "l" + "r" * len(_quality_columns(summary)) + "rc")
     _write(cost_table(summary), paths[1], "lrrrrrr")
     _write(likelihood_table(summary), paths[2], "lrllrr")
+    if summary.get("sweep"):
+        df = sweep_table(summary)
+        paths.append(out_dir / "sweep.tex")
+        _write(df, paths[-1], "ll" + "r" * (len(df.columns) - 2))
+    for name in summary.get("guidance", {}):
+        paths.append(out_dir / f"guidance_{name}.tex")
+        _write(guidance_table(summary, name), paths[-1], "rrrrrrrr")
     return paths

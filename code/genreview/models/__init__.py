@@ -4,10 +4,12 @@ from __future__ import annotations
 import dataclasses
 
 from .base import GenerativeModel
+from .cascade import CascadeConfig, CascadedDiffusion
 from .classical import GMM, HMM, GMMConfig, HMMConfig
 from .dcgan import DCGAN, DCGANConfig
-from .ddpm import DDPM, DDPMConfig
+from .ddpm import DDPM, DDPMConfig, IDDPMConfig
 from .flow import Flow, FlowConfig
+from .latent import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .vae import VAE, VAEConfig
 
@@ -19,6 +21,10 @@ REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "vae": (VAE, VAEConfig),
     "dcgan": (DCGAN, DCGANConfig),
     "ddpm": (DDPM, DDPMConfig),
+    "iddpm": (DDPM, IDDPMConfig),
+    "ldm": (LatentDiffusion, LatentDiffusionConfig),
+    "cfg": (LatentDiffusion, GuidedLatentDiffusionConfig),
+    "cascade": (CascadedDiffusion, CascadeConfig),
 }
 
 # How the paper names each model and which family it belongs to.
@@ -30,6 +36,10 @@ DISPLAY = {
     "vae": ("VAE", "vae"),
     "dcgan": ("DCGAN", "gan"),
     "ddpm": ("DDPM", "diffusion"),
+    "iddpm": ("Improved DDPM", "diffusion"),
+    "ldm": ("Latent diffusion", "diffusion"),
+    "cfg": ("Latent diffusion, guided", "diffusion"),
+    "cascade": ("Cascaded DDPM", "diffusion"),
 }
 
 

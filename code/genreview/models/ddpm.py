@@ -1,4 +1,5 @@
-"""Denoising diffusion probabilistic model (Ho et al. 2020).
+"""Denoising diffusion probabilistic model (Ho et al. 2020), and Improved DDPM (Nichol and
+Dhariwal 2021) as a config variant.
 
 The algorithm wraps the network: `DDPM(cfg)` owns a UNet eps_theta(x_t, t), a noise
 schedule, and samplers built on demand. Training draws t uniformly and regresses the
@@ -11,6 +12,16 @@ with the posterior variance beta~_t, and a discretised Gaussian decoder L_0 for 
 levels (Ho et al. 2020, eq. 13). With `vlb_timesteps` = m > 0 the sum over the T - 1 KL terms
 is estimated from m timesteps drawn without replacement (unbiased, m network evaluations per
 image instead of T).
+
+Improved DDPM (`IDDPMConfig`: the cosine schedule and `learn_sigma`) learns the reverse variance:
+the UNet outputs 2C channels, eps and v, and log Sigma_theta = frac log beta_t + (1 - frac) log beta~_t
+with frac = (v + 1) / 2 (Nichol and Dhariwal 2021, eq. 15). It trains on L_hybrid = L_simple +
+lambda L_vlb (eq. 16) with a stop-gradient on the mean inside L_vlb, so that the bound trains only
+the variance. L_vlb is estimated as T L_t at the drawn t, L_t in bits per dimension (L_0 the decoder,
+else the KL), so that lambda = 0.001 gives improved-diffusion's `mse + vb * T / 1000`. The bound in
+`log_prob` then uses the Gaussian KL with unequal variances and the decoder's learned scale, and
+(`clip_denoised`) the predicted x_0 clipped to [-1, 1] as the samplers clip it: a bound on the model
+that is sampled, as in Nichol and Dhariwal's (and Ho et al.'s) NLL evaluation.
 """
 from __future__ import annotations
 
@@ -50,34 +61,79 @@ class DDPMConfig:
     sample_steps: int = 50            # its number of network evaluations
     ddim_eta: float = 0.0
     spacing: str = "trailing"         # leading | trailing timesteps for DDIM
+    learn_sigma: bool = False         # learn the reverse variance (Nichol and Dhariwal 2021, eq. 15)
+    hybrid_lambda: float = 0.001      # L_hybrid = L_simple + lambda L_vlb (with learn_sigma)
+    clip_denoised: bool = False       # clip the predicted x_0 to [-1, 1] inside log_prob's bound
 
     def __post_init__(self):
-        if self.sample_steps > self.timesteps:
-            raise ValueError(f"sample_steps ({self.sample_steps}) cannot exceed timesteps ({self.timesteps})")
+        if not 1 <= self.sample_steps <= self.timesteps:
+            raise ValueError(f"sample_steps ({self.sample_steps}) must be between 1 and timesteps ({self.timesteps})")
+        if self.hybrid_lambda < 0:
+            raise ValueError(f"hybrid_lambda ({self.hybrid_lambda}) must be >= 0 (improved-diffusion uses 0.001)")
+
+
+@dataclass
+class IDDPMConfig(DDPMConfig):
+    """Improved DDPM (Nichol and Dhariwal 2021): DDPM with the cosine schedule and a learned variance, its
+    bound computed with the predicted x_0 clipped to [-1, 1], as improved-diffusion's NLL evaluation does
+    (the cosine schedule's last step, beta = 0.999, multiplies an eps error by sqrt(abar_{T-2} / abar_{T-1})
+    ~ 30 in the mean, which dominates the bound until eps is learned)."""
+    schedule: str = "cosine"
+    learn_sigma: bool = True
+    clip_denoised: bool = True
 
 
 class DDPM(GenerativeModel):
-    """DDPM with an epsilon-predicting UNet. Args: cfg (DDPMConfig), shape (C, H, W)."""
+    """DDPM with an epsilon-predicting UNet (and a variance-predicting one with learn_sigma).
+    Args: cfg (DDPMConfig or IDDPMConfig), shape (C, H, W)."""
 
     likelihood = "bound"
     likelihood_note = "variational bound"
 
     def __init__(self, cfg: DDPMConfig, shape):
         super().__init__(cfg, shape)
-        self.unet = UNet(shape[0], cfg.width, tuple(cfg.mults), cfg.res_blocks, tuple(cfg.attn_levels), cfg.dropout,
-                         patch=cfg.patch)
+        C = shape[0]
+        self.unet = UNet(C, cfg.width, tuple(cfg.mults), cfg.res_blocks, tuple(cfg.attn_levels), cfg.dropout,
+                         patch=cfg.patch, out_channels=2 * C if cfg.learn_sigma else C)
         self.schedule = NoiseSchedule(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
         self.ema = EMA(self.unet, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if cfg.learn_sigma:
+            self.likelihood_note = "variational bound, learned variance"
+
+    def split_output(self, out: torch.Tensor):
+        """The network's output -> eps, (B, C, H, W), and v, (B, C, H, W), or None for the fixed variance."""
+        return out.chunk(2, dim=1) if self.cfg.learn_sigma else (out, None)
 
     # ---- training ---------------------------------------------------------------------
     def p_losses(self, x0, t, noise):
-        x_t = self.schedule.add_noise(x0, noise, t)
-        return F.mse_loss(self.unet(x_t, t).float(), noise)
+        """The optimised loss at timesteps t (B,): L_simple (Ho et al. 2020, eq. 14), or L_hybrid with learn_sigma."""
+        return self.p_loss_terms(x0, t, noise)["loss"]
+
+    def p_loss_terms(self, x0, t, noise) -> dict:
+        """{"loss"}, or with learn_sigma {"loss", "mse", "vlb"}: loss = mse + hybrid_lambda vlb, where vlb = T L_t is
+        the one-timestep estimate of L_vlb (less the prior term) in bits per dimension."""
+        x_t = self.schedule.add_noise(x0, noise, t)                              # (B, C, H, W)
+        eps, v = self.split_output(self.unet(x_t, t).float())
+        mse = F.mse_loss(eps, noise)
+        if v is None:
+            return {"loss": mse}
+        # The stop-gradient on eps: L_vlb trains the variance only (Nichol and Dhariwal 2021, Sec. 3.1).
+        vlb = self.cfg.timesteps * self._vb_bits(x0, x_t, t, eps.detach(), v).mean()
+        return {"loss": mse + self.cfg.hybrid_lambda * vlb, "mse": mse, "vlb": vlb}
+
+    def _vb_bits(self, x0, x_t, t, eps, v):  # L_t in bits per dim, (B,): L_0 at t = 0, the KL L_{t-1} else
+        s = self.schedule
+        mean_q, _, log_var_q = s.q_posterior(x0, x_t, t)
+        mean_p, _, _ = s.q_posterior(s.predict_start_from_noise(x_t, t, eps), x_t, t)
+        log_var_p = s.p_log_variance(v, t)                                       # (B, C, H, W)
+        kl = normal_kl(mean_q, log_var_q, mean_p, log_var_p).flatten(1).sum(1)
+        nll = -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * log_var_p)
+        return torch.where(t == 0, nll, kl) / (x0[0].numel() * math.log(2))
 
     def loss(self, x, y=None):
         x0 = x * 2 - 1                                                            # (B, C, H, W) in [-1, 1]
         t = torch.randint(0, self.cfg.timesteps, (len(x),), device=x.device)
-        return {"loss": self.p_losses(x0, t, torch.randn_like(x0))}
+        return self.p_loss_terms(x0, t, torch.randn_like(x0))
 
     def configure_optimizers(self):
         return {"main": torch.optim.Adam(self.unet.parameters(), lr=self.cfg.lr)}
@@ -92,35 +148,31 @@ class DDPM(GenerativeModel):
         return out
 
     # ---- the variational bound ------------------------------------------------------------
-    def _posterior(self, x0, x_t, t):
-        """Mean and variance of q(x_{t-1} | x_t, x_0) for t >= 1 (0-indexed), float64."""
-        s = self.schedule
-        a_t = s.alphas_cumprod.to(x_t.device)[t].view(-1, 1, 1, 1)
-        a_prev = s.alphas_cumprod.to(x_t.device)[t - 1].view(-1, 1, 1, 1)
-        beta = s.betas.to(x_t.device)[t].view(-1, 1, 1, 1)
-        mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
-        return mean, (1 - a_prev) / (1 - a_t) * beta
-
-    def _x0_from_eps(self, net, x_t, t):
-        eps = net(x_t.float(), t).double()
-        a = self.schedule.alphas_cumprod.to(x_t.device)[t].view(-1, 1, 1, 1)
-        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    def _predict(self, net, x_t, t):  # x_0 from eps, (B, C, H, W), and the learned log variance or None, float64
+        eps, v = self.split_output(net(x_t.float(), t).double())
+        log_var = None if v is None else self.schedule.p_log_variance(v, t)
+        x0 = self.schedule.predict_start_from_noise(x_t, t, eps)
+        return (x0.clamp(-1, 1) if self.cfg.clip_denoised else x0), log_var
 
     def _kl_term(self, net, x0, t, generator):  # L_{t-1} for timesteps t >= 1, nats per image (B,)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        a = self.schedule.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        mean_q, var = self._posterior(x0, x_t, t)
-        mean_p, _ = self._posterior(self._x0_from_eps(net, x_t, t), x_t, t)
-        return ((mean_q - mean_p).pow(2) / (2 * var)).flatten(1).sum(1)  # equal variances: the KL is this
+        x_t = self.schedule.add_noise(x0, noise, t)
+        mean_q, var_q, log_var_q = self.schedule.q_posterior(x0, x_t, t)
+        x0_hat, log_var_p = self._predict(net, x_t, t)
+        mean_p, _, _ = self.schedule.q_posterior(x0_hat, x_t, t)
+        if log_var_p is None:  # equal variances: the KL is this
+            kl = (mean_q - mean_p).pow(2) / (2 * var_q)
+        else:
+            kl = normal_kl(mean_q, log_var_q, mean_p, log_var_p)
+        return kl.flatten(1).sum(1)
 
     def _decoder_term(self, net, x0, generator):  # L_0 = -log p(x_0 | x_1), discretised Gaussian
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
-        a = self.schedule.alphas_cumprod.to(x0.device)[0]
-        x1 = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        mean = self._x0_from_eps(net, x1, t)
-        return -discretized_gaussian_log_likelihood(x0, mean, 0.5 * math.log(float(self.schedule.betas[0])))
+        x1 = self.schedule.add_noise(x0, noise, t)
+        mean, log_var = self._predict(net, x1, t)
+        log_scale = 0.5 * math.log(float(self.schedule.betas[0])) if log_var is None else 0.5 * log_var
+        return -discretized_gaussian_log_likelihood(x0, mean, log_scale)
 
     def _prior_term(self, x0):  # L_T = KL(q(x_T | x_0) || N(0, I)), (B,)
         a = self.schedule.alphas_cumprod[-1].item()
@@ -146,6 +198,8 @@ class DDPM(GenerativeModel):
         return self.ema.net if self.ema is not None else self.unet
 
     def make_scheduler(self, sampler: str | None = None, steps: int | None = None):
+        """The scheduler of `sampler` (ddim | ddpm) set to `steps` steps; None = cfg.sample_steps for
+        cfg.sampler, T for the other one."""
         sampler = sampler or self.cfg.sampler
         if sampler == "ddpm":
             sched = DDPMScheduler(self.schedule)
@@ -153,12 +207,19 @@ class DDPM(GenerativeModel):
             sched = DDIMScheduler(self.schedule, eta=self.cfg.ddim_eta, spacing=self.cfg.spacing)
         else:
             raise ValueError(f"unknown sampler {sampler!r}: use ddpm or ddim")
-        sched.set_timesteps(steps or (self.cfg.sample_steps if sampler == self.cfg.sampler else self.cfg.timesteps))
+        if steps is None:
+            steps = self.cfg.sample_steps if sampler == self.cfg.sampler else self.cfg.timesteps
+        sched.set_timesteps(steps)
         return sched
+
+    def network_evaluations(self, sampler: str | None = None, steps: int | None = None) -> int:
+        """Network evaluations per sample for `sampler` with `steps` steps (None = the defaults of
+        `make_scheduler`): one per step, eps and v coming from the same forward pass."""
+        return len(self.make_scheduler(sampler, steps).timesteps)
 
     @property
     def nfe(self) -> int:
-        return self.make_scheduler().num_inference_steps
+        return self.network_evaluations()
 
     @torch.no_grad()
     def sample(self, n, generator=None, sampler=None, steps=None, chain_at=()):
@@ -172,8 +233,9 @@ class DDPM(GenerativeModel):
         x = torch.randn(n, *self.shape, generator=generator, device=device)      # x_T, (n, C, H, W)
         chain = {}
         for t in sched.timesteps:
-            eps = net(x, torch.full((n,), int(t), device=device, dtype=torch.long)).float()
-            x_prev, x0 = sched.step(eps, t, x, generator)
+            out = net(x, torch.full((n,), int(t), device=device, dtype=torch.long)).float()
+            eps, v = self.split_output(out)                # v: the learned variance's interpolation, or None
+            x_prev, x0 = sched.step(eps, t, x, generator, model_var_values=v)  # DDIM ignores v
             if int(t) in chain_at:  # the noisy input x_t and the network's guess of x_0 from it
                 chain[int(t)] = ((x.clamp(-1, 1) + 1) / 2, (x0 + 1) / 2)
             x = x_prev
@@ -181,16 +243,26 @@ class DDPM(GenerativeModel):
         return (out, chain) if chain_at else out
 
 
-def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, log_scale: float) -> torch.Tensor:
+def normal_kl(mean1, log_var1, mean2, log_var2):
+    """KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))), elementwise, nats."""
+    return 0.5 * (-1.0 + log_var2 - log_var1 + torch.exp(log_var1 - log_var2)
+                  + (mean1 - mean2).pow(2) * torch.exp(-log_var2))
+
+
+def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, log_scale) -> torch.Tensor:
     """log P(k) of 8-bit images under a Gaussian N(mean, exp(log_scale)^2) integrated over each pixel's
-    bin of width 2/255 on [-1, 1], the edge bins extended to infinity (Ho et al. 2020, eq. 13); (B,)."""
-    inv = math.exp(-log_scale)
+    bin of width 2/255 on [-1, 1], the edge bins extended to infinity (Ho et al. 2020, eq. 13); (B,).
+    log_scale: a float, or a tensor that broadcasts against x0 (a learned variance)."""
+    inv = torch.exp(-log_scale) if torch.is_tensor(log_scale) else math.exp(-log_scale)
     upper, lower = (x0 - mean + 1 / 255) * inv, (x0 - mean - 1 / 255) * inv
     log_cdf_upper = torch.special.log_ndtr(upper)                 # log P(z < upper)
     log_sf_lower = torch.special.log_ndtr(-lower)                 # log P(z > lower)
-    # log(Phi(upper) - Phi(lower)) computed stably on whichever side of the mean the bin lies
-    mid = torch.where(lower > 0,
-                      log_sf_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_sf_lower)),
-                      log_cdf_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_cdf_upper)))
+    # log(Phi(upper) - Phi(lower)) computed stably on whichever side of the mean the bin lies; the side is
+    # chosen before log1p so that the branch not taken cannot put an infinite gradient behind the where.
+    right = lower > 0
+    base = torch.where(right, log_sf_lower, log_cdf_upper)
+    ratio = torch.where(right, torch.special.log_ndtr(-upper) - log_sf_lower,
+                        torch.special.log_ndtr(lower) - log_cdf_upper)           # log(Phi(lower) / Phi(upper))
+    mid = base + torch.log1p(-torch.exp(ratio))
     logp = torch.where(x0 < -0.999, log_cdf_upper, torch.where(x0 > 0.999, log_sf_lower, mid))
     return logp.flatten(1).sum(1)
