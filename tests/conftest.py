@@ -117,13 +117,24 @@ def small_train(train_split) -> D.Split:
 # --------------------------------------------------------------------------- classifier
 
 @pytest.fixture(scope="session")
-def tiny_classifier(fmnist_root, tmp_path_factory):
-    """(classifier, info): the protocol's DomainClassifier trained for 100 steps by the real code."""
-    from genreview.classifier import load_classifier, train_classifier
+def tiny_classifier_dir(fmnist_root, tmp_path_factory) -> Path:
+    """A folder holding classifier.pt and classifier.json: the protocol's DomainClassifier trained
+    for 100 steps by the real code."""
+    from genreview.classifier import train_classifier
 
     spec = C.classifier_spec(smoke_config(fmnist_root))
     spec["device"] = "cpu"
     spec["classifier"].update(epochs=1, max_steps=100, batch_size=64, width=16)
     out = tmp_path_factory.mktemp("classifier")
-    info = train_classifier(spec, out)
-    return load_classifier(out / "classifier.pt"), info
+    train_classifier(spec, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_classifier_dir):
+    """(classifier, info) of `tiny_classifier_dir`."""
+    import json
+    from genreview.classifier import load_classifier
+
+    return (load_classifier(tiny_classifier_dir / "classifier.pt"),
+            json.loads((tiny_classifier_dir / "classifier.json").read_text()))

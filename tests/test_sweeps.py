@@ -73,3 +73,77 @@ def test_study_summary_groups_points_across_seeds(tmp_path):
     assert by[10]["fd"]["mean"] == pytest.approx(12.0) and by[10]["fd"]["n"] == 2
     assert by[10]["fd"]["std"] == pytest.approx(2.8284, rel=1e-3)
     assert by[20]["fd"]["values"] == [5.0, 7.0] and by[20]["sampler"] == "ddim"
+
+
+# --------------------------------------------------------------------------- sweeps over a trained run
+
+def _fake_run(tmp, name: str, seed: int = 0, status: str = "ok"):
+    """A run folder as `train.train` leaves it, holding an untrained smoke-sized model."""
+    import torch
+    from genreview.models import build
+    from genreview.utils import torch_save
+    from conftest import SHAPE, smoke_hparams
+
+    torch.manual_seed(seed)
+    hp = smoke_hparams(name)
+    model = build(name, hp, SHAPE)
+    run = tmp / name
+    run.mkdir(parents=True)
+    torch_save({"model": name, "hparams": hp, "shape": SHAPE, "state_dict": model.state_dict()}, run / "model.pt")
+    save_json({"status": status, "precision": "fp32"}, run / "train_summary.json")
+    return run
+
+
+def _study_spec(fmnist_root, name, **over):
+    from genreview import config as C
+    from conftest import smoke_config
+
+    cfg = smoke_config(fmnist_root)
+    for k, v in over.items():
+        cfg[k] = {**cfg.get(k, {}), **v}
+    spec = {**C.sweep_spec(cfg, name, 0), "guidance": C.guidance_config(cfg)}
+    spec["eval"].update(n_reference=200, kid_subset_size=10, batch_size=16)
+    return spec
+
+
+def test_sweep_covers_every_sampler_and_step_count(fmnist_root, tiny_classifier_dir, tmp_path):
+    from genreview.sweeps import sweep_run
+
+    spec = _study_spec(fmnist_root, "ddpm", sweep={"steps": [2, 5, 500], "n_samples": 24, "grid": 4})
+    res = sweep_run(spec, _fake_run(tmp_path, "ddpm"), tiny_classifier_dir / "classifier.pt", tmp_path / "out")
+    got = sorted((p["sampler"], p["steps"]) for p in res["points"])
+    assert got == [("ddim", 2), ("ddim", 5), ("ddpm", 2), ("ddpm", 5)], "500 > T = 100 must be skipped"
+    for p in res["points"]:
+        assert p["nfe"] == p["steps"] and p["ms_per_image"] > 0 and p["n"] == 24 and p["fd"] > 0
+    import torch
+    grids = torch.load(tmp_path / "out" / "sweep_grids.pt")
+    assert set(grids) == {"ddim/2", "ddim/5", "ddpm/2", "ddpm/5"} and grids["ddim/2"].shape == (4, 1, 28, 28)
+    assert grids["ddim/2"].dtype == torch.uint8
+
+
+def test_one_shot_model_gives_one_point_and_a_diverged_run_none(fmnist_root, tiny_classifier_dir, tmp_path):
+    from genreview.sweeps import sweep_run
+
+    clf = tiny_classifier_dir / "classifier.pt"
+    spec = _study_spec(fmnist_root, "vae", sweep={"n_samples": 20})
+    res = sweep_run(spec, _fake_run(tmp_path, "vae"), clf, tmp_path / "vae_out")
+    assert [(p["sampler"], p["nfe"]) for p in res["points"]] == [("native", 1)]
+    res = sweep_run(spec, _fake_run(tmp_path, "dcgan", status="diverged"), clf, tmp_path / "d_out")
+    assert res["status"] == "diverged" and res["points"] == []
+
+
+def test_guidance_sweep_scores_each_weight(fmnist_root, tiny_classifier_dir, tmp_path):
+    from genreview.sweeps import guidance_run
+
+    clf = tiny_classifier_dir / "classifier.pt"
+    spec = _study_spec(fmnist_root, "cfg", guidance={"weights": [0.0, 3.0], "n_samples": 20, "per_class": 2})
+    res = guidance_run(spec, _fake_run(tmp_path, "cfg"), clf, tmp_path / "out")
+    assert [p["guidance"] for p in res["points"]] == [0.0, 3.0]
+    assert [p["nfe"] for p in res["points"]] == [5, 10], "a guided step costs two network evaluations"
+    for p in res["points"]:
+        assert 0 <= p["cond_accuracy"] <= 1 and len(p["cond_accuracy_by_class"]) == 10
+    import torch
+    grids = torch.load(tmp_path / "out" / "guidance_grids.pt")
+    assert grids[3.0].shape == (20, 1, 28, 28), "two images for each of the ten classes"
+    with pytest.raises(ValueError, match="not class-conditional"):
+        guidance_run({**spec, "model": "ldm"}, _fake_run(tmp_path, "ldm"), clf, tmp_path / "ldm_out")

@@ -68,6 +68,9 @@ def _slerp_grid(a, b, steps):
     return ((torch.sin((1 - w) * omega) / so) * a[:, None] + (torch.sin(w * omega) / so) * b[:, None]).flatten(0, 1)
 
 
+CHAIN_STEPS = 100  # the denoising-chain figure's ancestral sampler: at most this many steps (respaced)
+
+
 @torch.no_grad()
 def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
     """Family-specific material for the figures, chosen by what the model can do."""
@@ -91,10 +94,13 @@ def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
         out["interp"] = D.to_uint8(model.generate(_slerp_grid(z[:rows], z[rows:], steps))).view(rows, steps,
                                                                                              *model.shape)
     if hasattr(model, "make_scheduler"):  # diffusion: the ancestral denoising chain
-        T = model.cfg.timesteps
-        at = sorted({T - 1, *(int(T * f) for f in (0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05)), 0}, reverse=True)
-        _, chain = model.sample(8, generator=g, sampler="ddpm", steps=T, chain_at=at)
+        steps = min(model.cfg.timesteps, CHAIN_STEPS)
+        ts = model.make_scheduler("ddpm", steps).timesteps.tolist()             # descending
+        want = [ts[0], *(int(ts[0] * f) for f in (0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05)), 0]
+        at = sorted({min(ts, key=lambda t: abs(t - w)) for w in want}, reverse=True)
+        _, chain = model.sample(8, generator=g, sampler="ddpm", steps=steps, chain_at=at)
         out["chain_t"] = at
+        out["chain_steps"] = float(steps)
         out["chain_x"] = torch.stack([D.to_uint8(chain[t][0]) for t in at], 1)   # (8, len(at), C, H, W)
         out["chain_x0"] = torch.stack([D.to_uint8(chain[t][1]) for t in at], 1)
     return out

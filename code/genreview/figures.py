@@ -128,6 +128,67 @@ def chain_figure(summary, name, s: dict, path):
     _save(fig, path)
 
 
+def variant_chains_figure(summary, samples: dict, names: list[str], path, per_model: int = 2):
+    """Each diffusion variant's ancestral chain for `per_model` samples: x_t above the network's
+    prediction of x_0 from it, from t = T - 1 (left) to t = 0 (right)."""
+    fig, axes = _panels(max(1, len(names)), 3.3, 0.3 * 2 * per_model + 0.6, per_row=2)
+    fig.subplots_adjust(hspace=0.45, wspace=0.25)
+    for ax, name in zip(axes, names):
+        s = samples[name]
+        ts = s["chain_t"]
+        rows = torch.cat([torch.stack([s["chain_x"][i], s["chain_x0"][i]]) for i in range(per_model)])
+        _show(ax, rows.flatten(0, 1), len(ts), summary["models"][name]["display"])
+        h, w = rows.shape[-2] + 1, rows.shape[-1] + 1
+        ax.set_yticks([h * (i + 0.5) for i in range(2 * per_model)], ["$x_t$", "pred. $x_0$"] * per_model)
+        ax.set_xticks([w * (i + 0.5) for i in range(len(ts))], [f"{t}" for t in ts], fontsize=5)
+        ax.tick_params(length=0)
+    _save(fig, path)
+
+
+def _repel(pts: dict, gap: float = 0.055, near: float = 0.35):
+    """(name, (x, y), label_y) for scatter labels on log axes: labels of points whose x lie within
+    `near` decades of each other are pushed apart to at least `gap` decades in y."""
+    placed = []
+    for name, (x, y) in sorted(pts.items(), key=lambda kv: kv[1][1]):
+        ly = np.log10(y)
+        for _, (px, _), pl in placed:
+            if abs(np.log10(x) - np.log10(px)) < near and ly - np.log10(pl) < gap:
+                ly = np.log10(pl) + gap
+        placed.append((name, (x, y), 10 ** ly))
+    return placed
+
+
+def training_compute_figure(summary, path):
+    """FD against the wall time of training (log scales), every model of the build: what each
+    family bought with its training budget on this machine."""
+    fig, ax = plt.subplots(figsize=(3.3, 2.6))
+    pts = {}
+    for name in summary["order"]:
+        m = summary["models"][name]
+        fd, sec = m["metrics"].get("fd"), m["metrics"].get("train_seconds")
+        if not fd or fd["mean"] is None or not sec or sec["mean"] is None:
+            continue
+        ax.errorbar(sec["mean"], fd["mean"], xerr=sec["std"] or None, yerr=fd["std"] or None, fmt="o",
+                    color=COLORS.get(m["family"]), capsize=2, ms=4)
+        pts[name] = (sec["mean"], fd["mean"])
+    for name, (x, y), ly in _repel(pts):
+        ax.annotate(summary["models"][name]["display"], (x, y), xytext=(x * 1.12, ly), fontsize=6, va="center",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if abs(np.log10(ly / y)) > 0.02
+                    else None)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.margins(x=0.45, y=0.15)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: fmt(v, 2)))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("training wall time (s)")
+    ax.set_ylabel(f"FD (N={summary['n_samples']}, log scale)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def curves_figure(summary, logs: dict, path):
     """Training losses against images seen, one panel per gradient-trained model."""
     names = [n for n in summary["order"] if len(logs.get(n, [])) > 1]
@@ -297,7 +358,7 @@ def guidance_figure(summary, name: str, grids: dict, path, per_class: int = 2):
     fd = [p["fd"]["mean"] for p in pts]
     ax.plot(acc, fd, "-o", ms=3.5, lw=1, color=COLORS["diffusion"])
     for p, a, f in zip(pts, acc, fd):
-        ax.annotate(f"w={fmt(p['guidance'])}", (a, f), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        ax.annotate(f"w={p['guidance']:g}", (a, f), textcoords="offset points", xytext=(4, 3), fontsize=6)
     ax.ticklabel_format(useOffset=False)
     ax.set_xlabel("conditional accuracy")
     ax.set_ylabel(f"FD (N={summary['guidance'][name]['n']})")
@@ -311,7 +372,7 @@ def guidance_figure(summary, name: str, grids: dict, path, per_class: int = 2):
         rows.append(g.flatten(0, 1))
     _show(im, torch.cat(rows), k * per_class, f"{summary['models'][name]['display']}: two samples per class")
     h = rows[0].shape[-2] + 1
-    im.set_yticks([h * (i + 0.5) for i in range(len(weights))], [f"w={fmt(w)}" for w in weights])
+    im.set_yticks([h * (i + 0.5) for i in range(len(weights))], [f"w={w:g}" for w in weights])
     im.tick_params(length=0)
     fig.tight_layout()
     _save(fig, path)
@@ -350,6 +411,10 @@ def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, 
         interpolation_figure(summary, interps, out / "interpolation.pdf")
     if "ddpm" in samples and "chain_t" in samples["ddpm"]:
         chain_figure(summary, "ddpm", samples["ddpm"], out / "ddpm_chain.pdf")
+    variants = [m for m in summary["order"] if m != "ddpm" and "chain_t" in samples[m]]
+    if variants:
+        variant_chains_figure(summary, samples, variants, out / "diffusion_chains.pdf")
+    training_compute_figure(summary, out / "quality_vs_training.pdf")
     names = figure_names(summary["order"], list(summary.get("sweep", {})), list(summary.get("guidance", {})))
     for name in names:  # a diverged run still gets a placeholder figure
         if not (out / name).exists():

@@ -61,7 +61,7 @@ def figure_names(models: list[str], sweep_models=(), guidance_models=()) -> list
     """The files `make_figures` writes for these models and studies (the Snakefile's outputs)."""
     from .models import REGISTRY
 
-    names = ["samples.pdf", "training_curves.pdf", "quality_vs_cost.pdf", "progress.pdf"]
+    names = ["samples.pdf", "training_curves.pdf", "quality_vs_cost.pdf", "quality_vs_training.pdf", "progress.pdf"]
     if any(REGISTRY[m][0].likelihood != "none" for m in models):
         names.append("likelihood_vs_quality.pdf")
     if "vae" in models:
@@ -70,6 +70,8 @@ def figure_names(models: list[str], sweep_models=(), guidance_models=()) -> list
         names.append("interpolation.pdf")
     if "ddpm" in models:
         names.append("ddpm_chain.pdf")
+    if any(m != "ddpm" and hasattr(REGISTRY[m][0], "make_scheduler") for m in models):
+        names.append("diffusion_chains.pdf")
     if sweep_models:
         names.append("sampling_cost.pdf")
         if any(hasattr(REGISTRY[m][0], "make_scheduler") for m in sweep_models):

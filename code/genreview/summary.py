@@ -19,7 +19,7 @@ from .utils import load_json, save_json
 
 METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
-           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image"]
+           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps"]
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
 PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "hmmlearn", "prdc", "pandas",
             "matplotlib", "jinja2"]

@@ -106,12 +106,12 @@ def sweep_table(summary: dict) -> pd.DataFrame:
             row = {"Model": summary["models"][name]["display"], "Sampler": SAMPLER_NAME[sampler]}
             if sampler == "native":
                 p = pts[1]
-                row.update({f"{k}": "" for k in steps})
-                row[f"{steps[0]}" if steps else "FD"] = f"{pm(p['fd'])} (NFE {fmt(p['nfe']['mean'])})"
+                row.update({f"$k={k}$": "" for k in steps})
+                row[f"$k={steps[0]}$" if steps else "FD"] = f"{pm(p['fd'])} (1 NFE)"
             else:
-                row.update({f"{k}": pm(pts[k]["fd"]) if k in pts else "--" for k in steps})
+                row.update({f"$k={k}$": pm(pts[k]["fd"]) if k in pts else "--" for k in steps})
             per = [p["ms_per_image"]["mean"] / p["nfe"]["mean"] for p in pts.values()]
-            row["ms/NFE"] = fmt(sum(per) / len(per), 2)
+            row["ms/NFE"] = fmt(sum(per) / len(per), decimals=2)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -122,7 +122,7 @@ def guidance_table(summary: dict, name: str) -> pd.DataFrame:
                               "Rec.": "", "IS": "", "ms/image": ""}])
     rows = []
     for p in sorted(summary["guidance"][name]["points"], key=lambda p: p["guidance"]):
-        rows.append({"$w$": fmt(p["guidance"]), "NFE": fmt(p["nfe"]["mean"]), "FD $\\downarrow$": pm(p["fd"]),
+        rows.append({"$w$": f"{p['guidance']:g}", "NFE": fmt(p["nfe"]["mean"]), "FD $\\downarrow$": pm(p["fd"]),
                      "Cond.\\ acc.\\ $\\uparrow$": pm(p["cond_accuracy"], decimals=3),
                      "Prec. $\\uparrow$": pm(p["precision"], decimals=3), "Rec. $\\uparrow$": pm(p["recall"], decimals=3),
                      "IS $\\uparrow$": pm(p["is"], decimals=2), "ms/image": pm(p["ms_per_image"])})

@@ -37,8 +37,8 @@ DISPLAY = {
     "dcgan": ("DCGAN", "gan"),
     "ddpm": ("DDPM", "diffusion"),
     "iddpm": ("Improved DDPM", "diffusion"),
-    "ldm": ("Latent diffusion", "diffusion"),
-    "cfg": ("Latent diffusion, guided", "diffusion"),
+    "ldm": ("LDM", "diffusion"),
+    "cfg": ("Guided LDM", "diffusion"),
     "cascade": ("Cascaded DDPM", "diffusion"),
 }
 
