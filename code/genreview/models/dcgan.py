@@ -6,6 +6,13 @@ normalisation; the discriminator D is a strided convolutional classifier with le
 ReLUs. Each step first updates D on real images and detached fakes, then updates G to
 make D call its fakes real. Samples come from an exponential moving average of G's
 weights when `ema_decay` > 0 (Yazici et al. 2019).
+
+A step is written as two halves, `critic_step` and `generator_step`, around two losses,
+`critic_losses` and `generator_loss`; the variants in `gan_variants` (WGAN, WGAN-GP, a
+projection cGAN) change the losses, the optimisers and how often G steps, not the loop.
+`detach_fake = False` is the review's ablation of the `.detach()`: D's backward then also
+runs through G and leaves gradients on it (reported as `g_grad_in_d_step`), and G's graph
+must be kept alive for G's own step.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ class DCGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999  # 0 samples from the raw generator
+    detach_fake: bool = True  # False: D's step backpropagates into G too (the ablation of the detach)
 
 
 class Generator(nn.Module):
@@ -49,15 +57,27 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, c: int, h: int, w: int, width: int):
+    """Args: c, h, w (image shape), width (channels after the first conv), norm: "batch" (DCGAN),
+    "layer" (GroupNorm(1, C): per-sample, as a gradient penalty needs) or "none" (convs get biases)."""
+
+    def __init__(self, c: int, h: int, w: int, width: int, norm: str = "batch"):
         super().__init__()
+        if norm not in ("batch", "layer", "none"):
+            raise ValueError(f"Discriminator norm {norm!r}: use batch, layer or none")
+
+        def norm_layer(ch):
+            if norm == "batch":
+                return nn.BatchNorm2d(ch)
+            return nn.GroupNorm(1, ch) if norm == "layer" else nn.Identity()
+
+        bias = norm == "none"
         self.features = nn.Sequential(
             nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2, True),                  # (B, w, H/2, W/2)
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),                       # (B, 2w, H/4, W/4)
-            nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * width, 4 * width, 3, 2, 1, bias=False),                   # (B, 4w, H/8, W/8)
-            nn.BatchNorm2d(4 * width), nn.LeakyReLU(0.2, True),
-            nn.Flatten(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=bias),                        # (B, 2w, H/4, W/4)
+            norm_layer(2 * width), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 4 * width, 3, 2, 1, bias=bias),                    # (B, 4w, H/8, W/8)
+            norm_layer(4 * width), nn.LeakyReLU(0.2, True),
+            nn.Flatten(),                                                           # (B, 4w * H/8 * W/8)
         )
         self.head = nn.Linear(4 * width * ((h + 7) // 8) * ((w + 7) // 8), 1)
 
@@ -76,6 +96,12 @@ def _init_dcgan(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+def _squared_grad_norm(net: nn.Module) -> torch.Tensor:
+    """Sum of the squared gradients held by net's parameters, () (0 when none holds one)."""
+    grads = [p.grad.detach().float().pow(2).sum() for p in net.parameters() if p.grad is not None]
+    return torch.stack(grads).sum() if grads else torch.zeros((), device=next(net.parameters()).device)
+
+
 class DCGAN(GenerativeModel):
     """DCGAN. Args: cfg (DCGANConfig), shape (C, H, W) with H and W divisible by 4."""
 
@@ -83,11 +109,18 @@ class DCGAN(GenerativeModel):
 
     def __init__(self, cfg: DCGANConfig, shape):
         super().__init__(cfg, shape)
-        c, h, w = shape
-        self.G = Generator(c, h, w, cfg.z_dim, cfg.width_g)
-        self.D = Discriminator(c, h, w, cfg.width_d)
+        self.G = self.make_generator()
+        self.D = self.make_discriminator()
         self.apply(_init_dcgan)
         self.G_ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    def make_generator(self) -> nn.Module:
+        c, h, w = self.shape
+        return Generator(c, h, w, self.cfg.z_dim, self.cfg.width_g)
+
+    def make_discriminator(self) -> nn.Module:
+        c, h, w = self.shape
+        return Discriminator(c, h, w, self.cfg.width_d)
 
     def configure_optimizers(self):
         betas = (self.cfg.beta1, self.cfg.beta2)
@@ -100,42 +133,73 @@ class DCGAN(GenerativeModel):
     def head_device(self):
         return next(self.G.parameters()).device
 
-    def train_step(self, x, y, optimizers, amp=nullcontext):
-        real = x * 2 - 1                                              # (B, C, H, W) in [-1, 1]
-        ones = torch.ones(len(x), device=x.device)
-        zeros = torch.zeros(len(x), device=x.device)
-        # Discriminator: real -> 1, fake -> 0; the fake is detached so that no gradient reaches G.
+    # ---- the two players' losses (what a variant changes) ----------------------------------
+    def fake_batch(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
+        """n fresh fakes G(z) in [-1, 1], (n, C, H, W); y, the batch's labels, is for conditional variants."""
+        return self.G(self._z(n))
+
+    def critic_losses(self, real, fake, y) -> dict[str, torch.Tensor]:
+        """D's loss "d_loss" on real and fake images in [-1, 1], and what to report: here the mean
+        probabilities D gives real ("d_real") and fake ("d_fake") images."""
+        d_real = self.D(real).float()                                         # logits (B,)
+        d_fake = self.D(fake).float()
+        d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        return {"d_loss": d_loss, "d_real": torch.sigmoid(d_real).mean(), "d_fake": torch.sigmoid(d_fake).mean()}
+
+    def generator_loss(self, fake, y) -> torch.Tensor:
+        """The non-saturating loss -log D(G(z))."""
+        logit = self.D(fake).float()
+        return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+
+    def after_critic_update(self) -> None:
+        """Called after every optimiser step of D (WGAN clips D's weights here)."""
+
+    # ---- one step: D, then G -----------------------------------------------------------------
+    def critic_step(self, real, y, optimizers, amp=nullcontext, generator_turn: bool = True):
+        """One optimiser step of D on real images in [-1, 1], (B, C, H, W), and fresh fakes.
+
+        Returns (fake, stats): the fakes, still attached to G's graph when `generator_turn` (G steps
+        next, on the same fakes), and critic_losses' values plus "g_grad_in_d_step", the squared norm
+        of the gradient D's backward left on G (0 unless detach_fake is False)."""
+        optimizers["g"].zero_grad(set_to_none=True)  # so that G's .grad holds only what this step puts there
+        through_g = generator_turn and not self.cfg.detach_fake
+        with amp(), torch.set_grad_enabled(generator_turn):  # no graph through G when G does not step
+            fake = self.fake_batch(len(real), y)                                   # (B, C, H, W)
         with amp():
-            fake = self.G(self._z(len(x)))
-            d_real = self.D(real).float()
-            d_fake = self.D(fake.detach()).float()
-            d_loss = (F.binary_cross_entropy_with_logits(d_real, ones)
-                      + F.binary_cross_entropy_with_logits(d_fake, zeros))
+            d = self.critic_losses(real, fake if through_g else fake.detach(), y)
         optimizers["d"].zero_grad(set_to_none=True)
-        d_loss.backward()
+        d["d_loss"].backward(retain_graph=through_g)  # without the detach G's graph is needed again below
+        d["g_grad_in_d_step"] = _squared_grad_norm(self.G)
         optimizers["d"].step()
-        # Generator: the non-saturating loss -log D(G(z)).
+        self.after_critic_update()
+        return fake, {k: v.detach() for k, v in d.items()}
+
+    def generator_step(self, fake, y, optimizers, amp=nullcontext) -> torch.Tensor:
+        """One optimiser step of G on the fakes of `critic_step`, then the EMA; returns the loss."""
         with amp():
-            g_logit = self.D(fake).float()
-            g_loss = F.binary_cross_entropy_with_logits(g_logit, ones)
+            g_loss = self.generator_loss(fake, y)
         optimizers["g"].zero_grad(set_to_none=True)
         g_loss.backward()
         optimizers["g"].step()
         if self.G_ema is not None:
             self.G_ema.update(self.G)
-        return {"loss": (d_loss + g_loss).detach(), "d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
-                "d_real": torch.sigmoid(d_real).mean().detach(), "d_fake": torch.sigmoid(d_fake).mean().detach()}
+        return g_loss.detach()
+
+    def train_step(self, x, y, optimizers, amp=nullcontext):
+        fake, d = self.critic_step(x * 2 - 1, y, optimizers, amp)
+        g_loss = self.generator_step(fake, y, optimizers, amp)
+        return {"loss": d["d_loss"] + g_loss, "g_loss": g_loss, **d}
 
     def loss(self, x, y=None):
         """Both players' losses on a batch, without updating anything (for validation)."""
         real = x * 2 - 1
-        fake = self.G(self._z(len(x)))
-        d_real, d_fake = self.D(real).float(), self.D(fake).float()
-        d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        g_loss = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
-        return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss}
+        fake = self.fake_batch(len(x), y)
+        d = self.critic_losses(real, fake, y)
+        g_loss = self.generator_loss(fake, y)
+        return {"loss": d["d_loss"] + g_loss, "g_loss": g_loss, **d}
 
+    # ---- sampling ----------------------------------------------------------------------------
     def sampling_network(self):
         return self.G_ema.net if self.G_ema is not None else self.G
 
