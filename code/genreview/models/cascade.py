@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..diffusion.samplers import make_scheduler
 from ..diffusion.schedule import NoiseSchedule, make_betas
-from ..diffusion.scheduling_ddim import DDIMScheduler
-from ..diffusion.scheduling_ddpm import DDPMScheduler
 from ..diffusion.unet import UNet
 from .base import EMA, GenerativeModel, warmup_cosine
 
@@ -165,15 +164,7 @@ class CascadedDiffusion(GenerativeModel):
 
     def make_scheduler(self, sampler: str | None = None, steps: int | None = None):
         """The scheduler of one stage (both stages use the same one)."""
-        sampler = sampler or self.cfg.sampler
-        if sampler == "ddpm":
-            sched = DDPMScheduler(self.schedule)
-        elif sampler == "ddim":
-            sched = DDIMScheduler(self.schedule, eta=self.cfg.ddim_eta, spacing=self.cfg.spacing)
-        else:
-            raise ValueError(f"unknown sampler {sampler!r}: use ddpm or ddim")
-        sched.set_timesteps(steps or (self.cfg.sample_steps if sampler == self.cfg.sampler else self.cfg.timesteps))
-        return sched
+        return make_scheduler(self.schedule, self.cfg, sampler, steps)
 
     def network_evaluations(self, sampler: str | None = None, steps: int | None = None) -> int:
         """Network evaluations per sample, both stages together."""

@@ -33,9 +33,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..diffusion.samplers import make_scheduler
 from ..diffusion.schedule import NoiseSchedule, make_betas
-from ..diffusion.scheduling_ddim import DDIMScheduler
-from ..diffusion.scheduling_ddpm import DDPMScheduler
 from ..diffusion.unet import UNet
 from ..likelihood import to_levels
 from .base import EMA, GenerativeModel, warmup_cosine
@@ -200,17 +199,7 @@ class DDPM(GenerativeModel):
     def make_scheduler(self, sampler: str | None = None, steps: int | None = None):
         """The scheduler of `sampler` (ddim | ddpm) set to `steps` steps; None = cfg.sample_steps for
         cfg.sampler, T for the other one."""
-        sampler = sampler or self.cfg.sampler
-        if sampler == "ddpm":
-            sched = DDPMScheduler(self.schedule)
-        elif sampler == "ddim":
-            sched = DDIMScheduler(self.schedule, eta=self.cfg.ddim_eta, spacing=self.cfg.spacing)
-        else:
-            raise ValueError(f"unknown sampler {sampler!r}: use ddpm or ddim")
-        if steps is None:
-            steps = self.cfg.sample_steps if sampler == self.cfg.sampler else self.cfg.timesteps
-        sched.set_timesteps(steps)
-        return sched
+        return make_scheduler(self.schedule, self.cfg, sampler, steps)
 
     def network_evaluations(self, sampler: str | None = None, steps: int | None = None) -> int:
         """Network evaluations per sample for `sampler` with `steps` steps (None = the defaults of

@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..diffusion.samplers import make_scheduler
 from ..diffusion.schedule import NoiseSchedule, make_betas
-from ..diffusion.scheduling_ddim import DDIMScheduler
-from ..diffusion.scheduling_ddpm import DDPMScheduler
 from ..diffusion.unet import UNet
 from .base import EMA, GenerativeModel, warmup_cosine
 
@@ -281,17 +280,7 @@ class LatentDiffusion(GenerativeModel):
 
     def make_scheduler(self, sampler: str | None = None, steps: int | None = None):
         """As DDPM's (None = cfg.sample_steps for cfg.sampler, T for the other one), without clipping z_0."""
-        sampler = sampler or self.cfg.sampler
-        if sampler == "ddpm":
-            sched = DDPMScheduler(self.schedule, clip_sample=False)
-        elif sampler == "ddim":
-            sched = DDIMScheduler(self.schedule, eta=self.cfg.ddim_eta, spacing=self.cfg.spacing, clip_sample=False)
-        else:
-            raise ValueError(f"unknown sampler {sampler!r}: use ddpm or ddim")
-        if steps is None:
-            steps = self.cfg.sample_steps if sampler == self.cfg.sampler else self.cfg.timesteps
-        sched.set_timesteps(steps)
-        return sched
+        return make_scheduler(self.schedule, self.cfg, sampler, steps, clip_sample=False)
 
     def _weight(self, guidance) -> float:
         return 0.0 if not self.cfg.num_classes else float(self.cfg.guidance if guidance is None else guidance)
