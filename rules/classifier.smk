@@ -8,7 +8,7 @@ rule train_classifier:
     params:
         spec=spec(C.classifier_spec(CFG)),
         out=P.classifier_dir,
-    threads: workflow.cores
+    threads: JOB_THREADS
     log:
         f"{P.logs}/train_classifier.log",
     benchmark:

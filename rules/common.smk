@@ -31,6 +31,11 @@ MODELS = CFG["models"]
 SEEDS = CFG["seeds"]
 SWEEP_MODELS = C.sweep_models(CFG)
 GUIDANCE_MODELS = C.guidance_models(CFG)
+DYNAMICS_MODELS = C.dynamics_models(CFG)
+PROBE_MODELS = C.probe_models(CFG)
+# Threads of each compute job: all cores (one job at a time), or threads_per_job so that short jobs
+# (the smoke profile's) run side by side.
+JOB_THREADS = min(CFG.get("threads_per_job") or workflow.cores, workflow.cores)
 
 
 def spec(d):

@@ -11,7 +11,7 @@ rule evaluate:
         spec=lambda w: spec(C.eval_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.eval_dir(w.model, w.seed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     log:
         f"{P.logs}/evaluate/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -28,7 +28,7 @@ rule reference:
         P.reference,
     params:
         spec=spec(C.reference_spec(CFG)),
-    threads: workflow.cores
+    threads: JOB_THREADS
     log:
         f"{P.logs}/reference.log",
     benchmark:
@@ -44,6 +44,8 @@ rule summarize:
         sweeps=expand(P.sweep_dir("{model}", "{seed}") + "/sweep.json", model=SWEEP_MODELS, seed=SEEDS),
         guidance=expand(P.guidance_dir("{model}", "{seed}") + "/guidance.json", model=GUIDANCE_MODELS,
                         seed=SEEDS),
+        dynamics=expand(P.dynamics_dir("{model}") + "/dynamics.json", model=DYNAMICS_MODELS),
+        probes=expand(P.probe_dir("{model}", "{seed}") + "/probes.json", model=PROBE_MODELS, seed=SEEDS),
         reference=P.reference,
         classifier=rules.train_classifier.output.info,
         manifest=P.manifest,
@@ -57,6 +59,6 @@ rule summarize:
         f"{P.benchmarks}/summarize.tsv"
     shell:
         "{PY} -m genreview summarize --spec {params.spec:q} --metrics {input.metrics} "
-        "--sweeps {input.sweeps} --guidance {input.guidance} "
+        "--sweeps {input.sweeps} --guidance {input.guidance} --dynamics {input.dynamics} --probes {input.probes} "
         "--reference {input.reference} --classifier {input.classifier} --manifest {input.manifest} "
         "--out {output} > {log} 2>&1"

@@ -11,7 +11,7 @@ rule train:
     params:
         spec=lambda w: spec(C.train_spec(CFG, w.model, int(w.seed))),
         out=lambda w: P.run_dir(w.model, w.seed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     log:
         f"{P.logs}/train/{{model}}_seed{{seed}}.log",
     benchmark:

@@ -5,8 +5,9 @@ RENDERED = [
     for t in TEMPLATES
     if t.endswith(".tex.j2") or t.endswith(".bib")
 ]
-FIGURES = [f"{P.figures}/{name}" for name in figure_names(MODELS, SWEEP_MODELS, GUIDANCE_MODELS)]
-TABLES = [f"{P.tables}/{name}" for name in table_names(SWEEP_MODELS, GUIDANCE_MODELS)]
+FIGURES = [f"{P.figures}/{name}"
+           for name in figure_names(MODELS, SWEEP_MODELS, GUIDANCE_MODELS, DYNAMICS_MODELS, PROBE_MODELS)]
+TABLES = [f"{P.tables}/{name}" for name in table_names(SWEEP_MODELS, GUIDANCE_MODELS, MODELS, DYNAMICS_MODELS)]
 
 
 rule figures:
@@ -16,6 +17,8 @@ rule figures:
         samples=expand(P.eval_dir("{model}", SEEDS[0]) + "/samples.pt", model=MODELS),
         sweeps=expand(P.sweep_dir("{model}", SEEDS[0]) + "/sweep_grids.pt", model=SWEEP_MODELS),
         guidance=expand(P.guidance_dir("{model}", SEEDS[0]) + "/guidance_grids.pt", model=GUIDANCE_MODELS),
+        dynamics=expand(P.dynamics_dir("{model}") + "/dynamics_grids.pt", model=DYNAMICS_MODELS),
+        probes=expand(P.probe_dir("{model}", SEEDS[0]) + "/probes.pt", model=PROBE_MODELS),
     output:
         FIGURES,
     params:
@@ -23,6 +26,8 @@ rule figures:
         evals=spec({m: P.eval_dir(m, SEEDS[0]) for m in MODELS}),
         sweeps=spec({m: P.sweep_dir(m, SEEDS[0]) for m in SWEEP_MODELS}),
         guidance=spec({m: P.guidance_dir(m, SEEDS[0]) for m in GUIDANCE_MODELS}),
+        dynamics=spec({m: P.dynamics_dir(m) for m in DYNAMICS_MODELS}),
+        probes=spec({m: P.probe_dir(m, SEEDS[0]) for m in PROBE_MODELS}),
     log:
         f"{P.logs}/figures.log",
     benchmark:
@@ -30,6 +35,7 @@ rule figures:
     shell:
         "{PY} -m genreview figures --summary {input.summary} --runs {params.runs:q} --evals {params.evals:q} "
         "--sweeps {params.sweeps:q} --guidance {params.guidance:q} "
+        "--dynamics {params.dynamics:q} --probes {params.probes:q} "
         "--data-root {P.data_root} --out {P.figures} > {log} 2>&1"
 
 

@@ -12,7 +12,7 @@ rule sweep:
         spec=lambda w: spec(C.sweep_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.sweep_dir(w.model, w.seed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     log:
         f"{P.logs}/sweep/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -34,11 +34,57 @@ rule guidance:
         spec=lambda w: spec(C.guidance_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.guidance_dir(w.model, w.seed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     log:
         f"{P.logs}/guidance/{{model}}_seed{{seed}}.log",
     benchmark:
         f"{P.benchmarks}/guidance/{{model}}_seed{{seed}}.tsv"
     shell:
         "{PY} -m genreview guidance --spec {params.spec:q} --run {params.run} "
+        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+# The GAN training-dynamics study (Lucic et al. 2018): short runs of one family over seeds and random
+# hyperparameters, plus the .detach() ablation. It trains its own runs, so it needs no trained model.
+rule dynamics:
+    input:
+        manifest=P.manifest,
+        classifier=rules.train_classifier.output.model,
+    output:
+        runs=P.dynamics_dir("{model}") + "/dynamics.json",
+        grids=P.dynamics_dir("{model}") + "/dynamics_grids.pt",
+    params:
+        spec=lambda w: spec(C.dynamics_spec(CFG, w.model, SEEDS[0])),
+        out=lambda w: P.dynamics_dir(w.model),
+    threads: JOB_THREADS
+    log:
+        f"{P.logs}/dynamics/{{model}}.log",
+    benchmark:
+        f"{P.benchmarks}/dynamics/{{model}}.tsv"
+    shell:
+        "{PY} -m genreview dynamics --spec {params.spec:q} --classifier {input.classifier} "
+        "--out {params.out} --threads {threads} > {log} 2>&1"
+
+
+# What a trained latent-variable model offers beyond samples: reconstruction (GAN inversion against the
+# VAE's encoder), a linear probe of its features, and perceptual path length.
+rule probe:
+    input:
+        run=rules.train.output.model,
+        summary=rules.train.output.summary,
+        classifier=rules.train_classifier.output.model,
+    output:
+        result=P.probe_dir("{model}", "{seed}") + "/probes.json",
+        grids=P.probe_dir("{model}", "{seed}") + "/probes.pt",
+    params:
+        spec=lambda w: spec(C.probe_spec(CFG, w.model, int(w.seed))),
+        run=lambda w: P.run_dir(w.model, w.seed),
+        out=lambda w: P.probe_dir(w.model, w.seed),
+    threads: JOB_THREADS
+    log:
+        f"{P.logs}/probe/{{model}}_seed{{seed}}.log",
+    benchmark:
+        f"{P.benchmarks}/probe/{{model}}_seed{{seed}}.tsv"
+    shell:
+        "{PY} -m genreview probe --spec {params.spec:q} --run {params.run} "
         "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"

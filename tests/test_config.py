@@ -96,7 +96,7 @@ def _with(path: str, value, base=None) -> dict:
     ("profiles.smoke.modles", "models"),
     ("eval.n_sample", "n_samples"),
     ("data.rot", "root"),
-    ("hparams.gan", "dcgan"),
+    ("hparams.dcgn", "dcgan"),
 ])
 def test_unknown_key_is_named_with_a_suggestion(path, suggestion):
     msg = _raises(_with(path, 3))
@@ -151,6 +151,15 @@ def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+def _schema_keys(defs: dict, node: dict) -> set[str]:
+    """Property names of a schema definition, with those of the definitions it $ref's (GAN variants extend
+    a shared one)."""
+    keys = set(node.get("properties", {}))
+    if "$ref" in node:
+        keys |= _schema_keys(defs, defs[node["$ref"].split("/")[-1]])
+    return keys
+
+
 def test_schema_matches_the_dataclasses():
     schema = C.load_schema()
     defs = schema["$defs"]
@@ -161,7 +170,7 @@ def test_schema_matches_the_dataclasses():
     assert defs["model_name"]["enum"] == list(REGISTRY)
     for name, (_, cfg_cls) in REGISTRY.items():
         ref = settings["hparams"]["properties"][name]["$ref"].split("/")[-1]  # variants share a definition
-        allowed = set(defs[ref]["properties"]) | train
+        allowed = _schema_keys(defs, defs[ref]) | train
         assert allowed == config_fields(name) | TRAIN_FIELDS, (
             f"schema hparams.{name} vs {cfg_cls.__name__} + TrainConfig: "
             f"{allowed ^ (config_fields(name) | TRAIN_FIELDS)}")
@@ -172,6 +181,10 @@ def test_schema_matches_the_dataclasses():
     from genreview.sweeps import GuidanceConfig, SweepConfig
     assert set(settings["sweep"]["properties"]) == _fields(SweepConfig)
     assert set(settings["guidance"]["properties"]) == _fields(GuidanceConfig)
+    from genreview.dynamics import DynamicsConfig
+    from genreview.probes import ProbeConfig
+    assert set(settings["dynamics"]["properties"]) == _fields(DynamicsConfig)
+    assert set(settings["probe"]["properties"]) == _fields(ProbeConfig) | {"models"}
 
 
 def test_dataclass_defaults_are_valid_config():

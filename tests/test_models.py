@@ -59,6 +59,13 @@ def test_family_contract(name, small_train):
         assert changed, f"{name}: train_step updated no parameter"
 
     model.eval()
+    if getattr(model, "translator", False):  # image-to-image: no samples of its own, (input, output) grids
+        grid = model.progress_grid(small_train, 8)
+        assert grid.shape == (8, *SHAPE) and grid.min() >= 0 and grid.max() <= 1, f"{name}: progress grid"
+        with pytest.raises(NotImplementedError, match="translation_eval"):
+            model.sample(2)
+        assert model.likelihood == "none"
+        return
     n = 5
     s1 = model.sample(n, generator=torch.Generator().manual_seed(7))
     s2 = model.sample(n, generator=torch.Generator().manual_seed(7))

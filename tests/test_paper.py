@@ -13,7 +13,7 @@ import torch
 
 from genreview import config as C
 from genreview.latex import LatexError, build_pdf
-from genreview.models import REGISTRY, build
+from genreview.models import DISPLAY, REGISTRY, build
 from genreview.render import RenderError, render, tex_escape
 from genreview.report import compare, fmt, pm
 from genreview.summary import METRICS, TRAIN_METRICS, collect
@@ -64,11 +64,17 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
             if m in diverged:
                 run["status"] = train["status"] = "diverged"
                 train.update(diverged_at=17, divergence=DIVERGENCE)
+            elif DISPLAY[m][1] == "translation":  # scored on translated test images, as evaluate writes it
+                run["translation"] = _translation_metrics(m, i + 0.1 * s)
             else:
                 run.update({k: 0.5 + 0.1 * i + 0.01 * j + 0.001 * s for j, k in enumerate(METRICS)
                             if k != "fid_inception"})
                 run.update(fd=12.5 * (i + 1) + s, nfe=1 if m != "ddpm" else 50, kid_std=0.01, is_std=0.1, n=100,
                            sample_batch=256, sample_precision="fp32", class_histogram=[0.1] * 10)
+                if hasattr(REGISTRY[m][0], "truncation_sweep"):
+                    run["truncation"] = [{"psi": p, "n": 25, "fd": 20.0 - 5 * p, "precision": 0.9 - 0.3 * p,
+                                          "recall": 0.1 + 0.4 * p, "density": 1.0, "coverage": 0.5}
+                                         for p in (0.0, 0.5, 1.0)]
             files.append(tmp / f"{m}_seed{s}.json")
             save_json(run, files[-1])
     side = {k: 0.3 + 0.01 * j for j, k in enumerate(QUALITY_KEYS)}
@@ -83,10 +89,11 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
                 "test": {"n": 10000, "shape": [1, 28, 28], "sha1": "1" * 40}}
     save_json(manifest, tmp / "manifest.json")
     sweeps, guidance = _study_files(tmp, cfg, seeds, diverged)
+    dynamics, probes = _gan_study_files(tmp, cfg, seeds, diverged)
     args = {"cfg": C.summary_spec(cfg), "metrics_files": [str(f) for f in files],
             "reference": str(tmp / "reference.json"), "classifier": str(tmp / "classifier.json"),
             "manifest": str(tmp / "manifest.json"), "out": str(tmp / "summary.json"),
-            "sweep_files": sweeps, "guidance_files": guidance}
+            "sweep_files": sweeps, "guidance_files": guidance, "dynamics_files": dynamics, "probe_files": probes}
     params = inspect.signature(collect).parameters  # the manifest argument is recent; pass what collect takes
     collect(**{k: v for k, v in args.items() if k in params})
     return tmp / "summary.json"
@@ -124,6 +131,55 @@ def _study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], list
             save_json({"model": m, "seed": s, "status": "ok" if ok else "diverged", "n": 50, "points": pts},
                       guidance[-1])
     return sweeps, guidance
+
+
+def _translation_metrics(m: str, x: float) -> dict:
+    """The numbers `translation_eval` returns (without its grids) for CycleGAN or super-resolution."""
+    if m == "cyclegan":
+        return {"domain_a": 7, "domain_b": 9, "n_a": 50, "n_b": 50, "success_ab": 0.8 - x / 100,
+                "success_ba": 0.7, "cycle_l1_aba": 0.05, "cycle_l1_bab": 0.06, "cycle_mse_aba": 0.01,
+                "cycle_mse_bab": 0.012, "fd_ab": 20.0 + x, "fd_ba": 25.0, "kid_ab": 0.02, "kid_ba": 0.03,
+                "fd_ab_identity": 90.0, "fd_ba_identity": 90.0, "translate_ms_per_image": 0.4}
+    return {"n": 50, "psnr": 24.0 - x / 10, "ssim": 0.9, "fd": 3.0 + x, "kid": 0.001, "psnr_bicubic": 22.0,
+            "ssim_bicubic": 0.85, "fd_bicubic": 30.0, "kid_bicubic": 0.02, "fd_original": 0.7,
+            "upscale_ms_per_image": 0.1}
+
+
+def _gan_study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], list[str]]:
+    """Fake dynamics.json and probes.json files shaped like `dynamics.dynamics_run` and `probes.probe_run`
+    write; one short run of each model diverges and one collapses."""
+    dynamics, probes = [], []
+    for i, m in enumerate(C.dynamics_models(cfg)):
+        runs = []
+        for j, (kind, seed) in enumerate([("seed", 0), ("seed", 1), ("seed", 2), ("draw", 0), ("draw", 0),
+                                          ("detach", 0)]):
+            if kind == "detach" and m != "dcgan":
+                continue
+            run = {"label": f"{kind}{j}", "kind": kind, "seed": seed, "batch_size": 64, "hparams": {},
+                   "status": "ok", "steps": 3, "ms_per_step": 10.0 + j, "train_seconds": 0.1,
+                   "g_grad_in_d_step": 0.5 if kind == "detach" else 0.0}
+            if j == 4:
+                run["status"] = "diverged"
+            else:
+                run.update(fd=30.0 + 5 * i + j, kid=0.01, precision=0.5, recall=0.4, density=0.9, coverage=0.6,
+                           classes_covered=3 if j == 3 else 10, n_classes=10, class_kl=0.1 * j, class_tv=0.05,
+                           collapsed=j == 3, d_real=0.6, d_fake=0.4)
+            runs.append(run)
+        dynamics.append(str(tmp / f"dynamics_{m}.json"))
+        save_json({"model": m, "seed": seeds[0], "status": "ok", "n": 50, "steps": 3, "runs": runs},
+                  dynamics[-1])
+    for i, m in enumerate(C.probe_models(cfg)):
+        for s in seeds:
+            ok = m not in diverged
+            r = {"model": m, "seed": s, "status": "ok" if ok else "diverged"}
+            if ok:
+                r.update(ppl=100.0 + 10 * i + s, ppl_median=90.0, ppl_pairs=20, ppl_eps=0.01, ppl_space="z (slerp)",
+                         recon_mse=0.02 + 0.01 * i, recon_kind="encoder" if m == "vae" else "inversion",
+                         probe_feature="encoder" if m == "vae" else "discriminator", probe_acc=0.7 + 0.01 * i,
+                         probe_acc_pixels=0.75, probe_dim=64, probe_seconds=1.0)
+            probes.append(str(tmp / f"probes_{m}_seed{s}.json"))
+            save_json(r, probes[-1])
+    return dynamics, probes
 
 
 LEFTOVERS = [(re.compile(r"\\VAR\{"), "an unrendered \\VAR{"), (re.compile(r"\\BLOCK\{"), "an unrendered \\BLOCK{"),

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from genreview.models import DISPLAY
 from genreview.paths import Paths
 from genreview.report import fmt, pm
 from genreview.tables import QUALITY
@@ -77,13 +78,21 @@ def pipeline(fmnist_root, tmp_path_factory):
 
 def test_pipeline_builds_the_pdf(pipeline):
     ran = _rules_in(pipeline.run.stdout + pipeline.run.stderr)
-    expected = {"prepare_data", "train_classifier", "train", "evaluate", "reference", "summarize",
-                "figures", "tables", "render", "latex", "all"}
+    expected = {"prepare_data", "train_classifier", "train", "evaluate", "reference", "summarize", "sweep",
+                "guidance", "dynamics", "probe", "figures", "tables", "render", "latex", "all"}
     assert expected <= ran, f"rules that did not run: {expected - ran}"
     s = pipeline.summary
-    assert s["profile"] == "smoke" and s["order"] == load_raw_config()["models"]
+    models = load_raw_config()["models"]
+    translators = [m for m in models if DISPLAY[m][1] == "translation"]
+    assert s["profile"] == "smoke" and s["order"] == [m for m in models if m not in translators]
+    assert sorted(s["translation"]) == sorted(translators), "image-to-image models are kept out of the sample rankings"
     for name in s["order"]:
         assert s["models"][name]["n_ok"] == 1, f"{name} did not train cleanly in the smoke profile: {s['models'][name]}"
+    for name in translators:
+        t = s["translation"][name]
+        assert t["n_ok"] == 1 and t["translation"], f"{name} was not scored on translated test images: {t}"
+    assert set(s["dynamics"]) and all(d["runs"] for d in s["dynamics"].values()), "the dynamics study is empty"
+    assert all(p["n_ok"] == 1 for p in s["probes"].values()), s["probes"]
 
 
 def test_first_page_names_the_profile(pipeline):

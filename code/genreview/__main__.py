@@ -30,6 +30,10 @@ def _spec(args, kind: str) -> dict:
         return C.sweep_spec(cfg, args.model, args.seed)
     if kind == "guidance":
         return C.guidance_spec(cfg, args.model, args.seed)
+    if kind == "dynamics":
+        return C.dynamics_spec(cfg, args.model, args.seed)
+    if kind == "probe":
+        return C.probe_spec(cfg, args.model, args.seed)
     if kind == "classifier":
         return C.classifier_spec(cfg)
     if kind == "reference":
@@ -72,13 +76,19 @@ def main(argv=None) -> int:
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
     for name, help_ in (("sweep", "FD against network evaluations: each sampler at each step count"),
-                        ("guidance", "classifier-free guidance: FD and conditional accuracy per weight")):
+                        ("guidance", "classifier-free guidance: FD and conditional accuracy per weight"),
+                        ("probe", "GAN inversion vs. encoder, linear probe, perceptual path length")):
         s = step(name, help_)
         s.add_argument("--model")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--run", required=True)
         s.add_argument("--classifier", required=True)
         s.add_argument("--out", required=True)
+    s = step("dynamics", "short runs over seeds and random hyperparameters; the .detach() ablation")
+    s.add_argument("--model")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True)
     s = step("reference", "score real data (floor) and noise (ceiling)")
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
@@ -86,6 +96,8 @@ def main(argv=None) -> int:
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--sweeps", nargs="*", default=[])
     s.add_argument("--guidance", nargs="*", default=[])
+    s.add_argument("--dynamics", nargs="*", default=[])
+    s.add_argument("--probes", nargs="*", default=[])
     s.add_argument("--reference", required=True)
     s.add_argument("--classifier", required=True)
     s.add_argument("--manifest", required=True)
@@ -96,6 +108,8 @@ def main(argv=None) -> int:
     s.add_argument("--evals", required=True, help="JSON: model -> evaluation folder")
     s.add_argument("--sweeps", default="{}", help="JSON: model -> sampling-sweep folder")
     s.add_argument("--guidance", default="{}", help="JSON: model -> guidance-sweep folder")
+    s.add_argument("--dynamics", default="{}", help="JSON: model -> training-dynamics folder")
+    s.add_argument("--probes", default="{}", help="JSON: model -> probe folder")
     s.add_argument("--data-root", required=True)
     s.add_argument("--out", required=True)
     s = sub.add_parser("tables", help="write the LaTeX tables from the summary")
@@ -143,17 +157,24 @@ def _run(args) -> int:
     elif args.cmd == "guidance":
         from .sweeps import guidance_run
         guidance_run(_spec(args, "guidance"), args.run, args.classifier, args.out, args.threads)
+    elif args.cmd == "dynamics":
+        from .dynamics import dynamics_run
+        dynamics_run(_spec(args, "dynamics"), args.classifier, args.out, args.threads)
+    elif args.cmd == "probe":
+        from .probes import probe_run
+        probe_run(_spec(args, "probe"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "reference":
         from .evaluate import reference
         reference(_spec(args, "reference"), args.classifier, args.out, args.threads)
     elif args.cmd == "summarize":
         from .summary import collect
         collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out,
-                args.sweeps, args.guidance)
+                args.sweeps, args.guidance, args.dynamics, args.probes)
     elif args.cmd == "figures":
         from .figures import make_figures
         make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out,
-                     json.loads(args.sweeps), json.loads(args.guidance))
+                     json.loads(args.sweeps), json.loads(args.guidance), json.loads(args.dynamics),
+                     json.loads(args.probes))
     elif args.cmd == "tables":
         from .tables import write_tables
         write_tables(json.loads(open(args.summary).read()), args.out)

@@ -140,7 +140,8 @@ def data_spec(cfg: dict) -> dict:
 
 def summary_spec(cfg: dict) -> dict:
     return {"profile": cfg["profile"], "dataset": cfg["dataset"], "models": cfg["models"], "seeds": cfg["seeds"],
-            "eval": eval_config(cfg), "sweep": sweep_config(cfg), "guidance": guidance_config(cfg)}
+            "eval": eval_config(cfg), "sweep": sweep_config(cfg), "guidance": guidance_config(cfg),
+            "dynamics": dynamics_config(cfg), "probe": probe_config(cfg)}
 
 
 def classifier_spec(cfg: dict) -> dict:
@@ -197,3 +198,36 @@ def sweep_spec(cfg: dict, model: str, seed: int) -> dict:
 
 def guidance_spec(cfg: dict, model: str, seed: int) -> dict:
     return {**eval_spec(cfg, model, seed), "guidance": guidance_config(cfg)}
+
+
+# The latent-variable models that `probe` measures by default (reconstruction, linear probe, path length).
+PROBE_MODELS = ["vae", "dcgan", "wgan", "wgan_gp", "cgan", "stylegan"]
+
+
+def dynamics_config(cfg: dict) -> dict:
+    from .dynamics import DynamicsConfig
+    return dataclasses.asdict(DynamicsConfig(**cfg.get("dynamics", {})))
+
+
+def probe_config(cfg: dict) -> dict:
+    from .probes import ProbeConfig
+    return dataclasses.asdict(ProbeConfig(**{k: v for k, v in cfg.get("probe", {}).items() if k != "models"}))
+
+
+def dynamics_models(cfg: dict) -> list[str]:
+    """The built models that the training-dynamics study covers, in `models` order."""
+    return [m for m in cfg["models"] if m in dynamics_config(cfg)["models"]]
+
+
+def probe_models(cfg: dict) -> list[str]:
+    return [m for m in cfg["models"] if m in cfg.get("probe", {}).get("models", PROBE_MODELS)]
+
+
+def dynamics_spec(cfg: dict, model: str, seed: int) -> dict:
+    # the short runs are scored in the domain classifier's features only (no Inception FID on every run)
+    return {**_base(cfg), "model": model, "seed": int(seed), "train_spec": train_spec(cfg, model, seed),
+            "eval": {**eval_config(cfg), "inception_weights": None}, "dynamics": dynamics_config(cfg)}
+
+
+def probe_spec(cfg: dict, model: str, seed: int) -> dict:
+    return {**eval_spec(cfg, model, seed), "probe": probe_config(cfg)}

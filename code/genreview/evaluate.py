@@ -17,6 +17,7 @@ from .classifier import load_classifier, predict
 from .likelihood import bits_per_dim
 from .metrics import EvalConfig, Reference, uniform_noise
 from .models import build
+from .translation_eval import evaluate_translation
 from .utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
                     seed_everything, set_threads, torch_save)
 
@@ -68,6 +69,7 @@ def _slerp_grid(a, b, steps):
     return ((torch.sin((1 - w) * omega) / so) * a[:, None] + (torch.sin(w * omega) / so) * b[:, None]).flatten(0, 1)
 
 
+TRUNCATION_PSIS = (0.0, 0.25, 0.5, 0.75, 1.0)  # StyleGAN's truncation figure and FD-recall trade-off
 CHAIN_STEPS = 100  # the denoising-chain figure's ancestral sampler: at most this many steps (respaced)
 
 
@@ -91,8 +93,16 @@ def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
         out["interp"] = D.to_uint8(model.decode(_lerp_grid(a, b, steps))).view(rows, steps, *model.shape)
     elif hasattr(model, "generate"):  # noise-to-image generator: interpolation between noise vectors
         z = torch.randn(2 * rows, model.cfg.z_dim, generator=g, device=device)
-        out["interp"] = D.to_uint8(model.generate(_slerp_grid(z[:rows], z[rows:], steps))).view(rows, steps,
-                                                                                             *model.shape)
+        # a class-conditional generator keeps one class along each row
+        cond = {"labels": torch.arange(rows, device=device).repeat_interleave(steps)} if _classes(model) else {}
+        out["interp"] = D.to_uint8(model.generate(_slerp_grid(z[:rows], z[rows:], steps), **cond)).view(
+            rows, steps, *model.shape)
+    if hasattr(model, "style_mix"):  # StyleGAN: the style-mixing table and the truncation trick
+        z = torch.randn(2 * rows, model.cfg.z_dim, generator=g, device=device)
+        crossover = model.num_layers // 2
+        out["style_mix"] = D.to_uint8(model.style_mix(z[:rows // 2], z[rows // 2:rows], crossover))
+        out["style_mix_crossover"] = float(crossover)
+        out["truncation_grid"] = D.to_uint8(model.truncation_sweep(z[rows:], TRUNCATION_PSIS))
     if hasattr(model, "make_scheduler"):  # diffusion: the ancestral denoising chain
         steps = min(model.cfg.timesteps, CHAIN_STEPS)
         ts = model.make_scheduler("ddpm", steps).timesteps.tolist()             # descending
@@ -126,6 +136,8 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     model = _load_model(run_dir / "model.pt", device)
     clf = load_classifier(classifier, device)
     test = D.load(spec["dataset"], spec["data_root"], "test")
+    if getattr(model, "translator", False):  # image-to-image: scored on the test images it translates
+        return _evaluate_translator(model, test, clf, cfg, device, metrics, out)
     precision = summary["precision"]  # what measured fastest for this model in training
     n_samples = cfg.n_samples_by_model.get(spec["model"], cfg.n_samples)
     fake, secs = generate(model, n_samples, cfg.batch_size, cfg.seed + spec["seed"], device, precision)
@@ -134,11 +146,18 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         raise RuntimeError("samples contain NaN")
     ref = Reference(clf, reference_images(test, cfg), cfg)
     metrics.update(ref.score(fake))
-    hist = torch.bincount(predict(clf, fake), minlength=int(test.labels.max()) + 1).float()
+    predicted = predict(clf, fake)
+    hist = torch.bincount(predicted, minlength=int(test.labels.max()) + 1).float()
     metrics.update(
         sample_ms_per_image=1000 * secs / len(fake), sample_batch=cfg.batch_size, nfe=model.nfe,
         sample_precision=precision, class_histogram=(hist / hist.sum()).tolist(),
     )
+    if _classes(model):  # the classes `generate` asked for, batch by batch (the models' default labels)
+        asked = torch.cat([torch.arange(min(cfg.batch_size, n_samples - i)) % _classes(model)
+                           for i in range(0, n_samples, cfg.batch_size)])
+        metrics["cond_accuracy"] = float((predicted.cpu() == asked).float().mean())
+    if hasattr(model, "truncation_sweep"):
+        metrics["truncation"] = truncation_study(model, ref, cfg, spec["seed"], device, precision)
     if model.likelihood != "none" and cfg.nll_images:
         metrics.update(score_likelihood(model, test, cfg, device))
     ex = extras(model, test, cfg, device)
@@ -146,6 +165,43 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     save_json(metrics, out / "metrics.json")
     torch_save({"grid": fake[:64], **{k: v for k, v in ex.items() if not isinstance(v, float)}},
                out / "samples.pt")
+    return metrics
+
+
+def _classes(model) -> int:
+    """Number of classes a class-conditional model generates (0 for an unconditional one)."""
+    return int(getattr(model.cfg, "num_classes", 0) or 0)
+
+
+def truncation_study(model, ref: Reference, cfg: EvalConfig, seed: int, device, precision: str) -> list[dict]:
+    """FD, precision and recall of StyleGAN's samples at each truncation psi (Karras et al. 2019; Brock
+    et al. 2019 trade fidelity for variety the same way): N/4 samples per psi, the same z for each."""
+    n = max(20, cfg.n_samples // 4)
+    rows = []
+    for psi in TRUNCATION_PSIS:
+        fake, secs = generate(model, n, cfg.batch_size, cfg.seed + seed + 7, device, precision, truncation=psi)
+        sc = ref.score(fake)
+        rows.append({"psi": psi, "n": n, **{k: sc[k] for k in ("fd", "precision", "recall", "density", "coverage")}})
+        log.info("truncation psi %.2f: FD %.3f, precision %.3f, recall %.3f", psi, sc["fd"], sc["precision"],
+                 sc["recall"])
+    return rows
+
+
+def _evaluate_translator(model, test: D.Split, clf, cfg: EvalConfig, device, metrics: dict, out: Path) -> dict:
+    """CycleGAN and super-resolution: `translation_eval` on the test split; its numbers go under
+    metrics["translation"], so that no unconditional ranking reads them."""
+    def reference_fn(real):
+        if cfg.n_reference and len(real) > cfg.n_reference:  # the protocol's reference size, a fixed subset
+            g = torch.Generator().manual_seed(cfg.seed + 1)
+            real = real[torch.randperm(len(real), generator=g)[:cfg.n_reference]]
+        n = len(real)
+        return Reference(clf, real, EvalConfig(**{**cfg.__dict__, "n_samples": n,
+                                                  "kid_subset_size": min(cfg.kid_subset_size, n)}))
+
+    res = evaluate_translation(model, test, clf, reference_fn, device, n=cfg.translation_images)
+    metrics["translation"] = {k: v for k, v in res.items() if not k.startswith("grid_")}
+    save_json(metrics, out / "metrics.json")
+    torch_save({k: v for k, v in res.items() if k.startswith("grid_")}, out / "samples.pt")
     return metrics
 
 

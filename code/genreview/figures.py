@@ -15,6 +15,7 @@ from torchvision.utils import make_grid  # noqa: E402
 from . import data as D  # noqa: E402
 from .report import fmt  # noqa: E402
 from .models import REGISTRY  # noqa: E402
+from .gan_figures import make_gan_figures  # noqa: E402
 from .paths import figure_names  # noqa: E402
 from .utils import atomic_path  # noqa: E402
 
@@ -379,11 +380,17 @@ def guidance_figure(summary, name: str, grids: dict, path, per_class: int = 2):
 
 
 def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, out_dir,
-                 sweep_dirs: dict | None = None, guidance_dirs: dict | None = None) -> None:
-    """run_dirs / eval_dirs / sweep_dirs / guidance_dirs: model -> folder of its first seed's training
-    run / evaluation / sampling sweep / guidance sweep."""
+                 sweep_dirs: dict | None = None, guidance_dirs: dict | None = None,
+                 dynamics_dirs: dict | None = None, probe_dirs: dict | None = None) -> None:
+    """run_dirs / eval_dirs / sweep_dirs / guidance_dirs / probe_dirs: model -> folder of its first seed's
+    training run / evaluation / sampling sweep / guidance sweep / probes; dynamics_dirs: model -> folder
+    of its training-dynamics study."""
     summary = json.loads(Path(summary_path).read_text())
     out = Path(out_dir)
+    pt = lambda d, name: torch.load(Path(d) / name, weights_only=False)  # noqa: E731
+    make_gan_figures(summary, {m: pt(d, "samples.pt") for m, d in eval_dirs.items()},
+                     {m: pt(d, "probes.pt") for m, d in (probe_dirs or {}).items()},
+                     {m: pt(d, "dynamics_grids.pt") for m, d in (dynamics_dirs or {}).items()}, out)
     if summary.get("sweep"):
         sampling_cost_figure(summary, out / "sampling_cost.pdf")
         grids = {m: torch.load(Path(d) / "sweep_grids.pt", weights_only=False) for m, d in (sweep_dirs or {}).items()}
@@ -415,7 +422,9 @@ def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, 
     if variants:
         variant_chains_figure(summary, samples, variants, out / "diffusion_chains.pdf")
     training_compute_figure(summary, out / "quality_vs_training.pdf")
-    names = figure_names(summary["order"], list(summary.get("sweep", {})), list(summary.get("guidance", {})))
+    names = figure_names(summary["order"] + list(summary.get("translation", {})), list(summary.get("sweep", {})),
+                         list(summary.get("guidance", {})), list(summary.get("dynamics", {})),
+                         list(summary.get("probes", {})))
     for name in names:  # a diverged run still gets a placeholder figure
         if not (out / name).exists():
             fig, ax = plt.subplots(figsize=(3, 1))

@@ -42,6 +42,7 @@ class EvalConfig:
     nll_batch: int = 250
     iw_samples: int = 64         # k of the VAE's importance-weighted bound (Burda et al. 2016)
     vlb_timesteps: int = 0       # DDPM bound: KL terms estimated from this many timesteps; 0 = all
+    translation_images: int = 1000  # test images per domain that CycleGAN and super-resolution translate
 
 
 class InceptionWeightsMissing(FileNotFoundError):
@@ -144,3 +145,30 @@ def uniform_noise(n: int, shape, seed: int) -> torch.Tensor:
     """The noise ceiling: i.i.d. uniform 8-bit pixels."""
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+
+
+KL_FLOOR = 1e-6  # the reference's class shares are floored at this in class_kl
+
+
+def class_coverage(hist, ref_hist, min_share: float = 0.25) -> dict:
+    """How the samples' classes, as the domain classifier names them, cover the reference's.
+
+    hist, ref_hist: class histograms (K,), lists or tensors (normalised here to sum to 1).
+    - classes_covered: reference classes whose share of the samples is at least min_share times
+      their share of the reference; n_classes: the classes the reference holds (K on Fashion-MNIST).
+    - class_kl: KL(hist || ref) in nats. A class the samples lack adds 0 (0 log 0 = 0); the reference
+      is floored at KL_FLOOR and renormalised, so that samples in a class the reference lacks cost a
+      large finite amount (at most log(1 / KL_FLOOR), about 13.8 nats, per unit of mass), not infinity.
+    - class_tv: total variation, half the L1 distance, in [0, 1].
+    """
+    p = torch.as_tensor(hist, dtype=torch.float64).flatten()                 # (K,)
+    q = torch.as_tensor(ref_hist, dtype=torch.float64).flatten()             # (K,)
+    if p.shape != q.shape:
+        raise ValueError(f"class histograms of different lengths: {len(p)} and {len(q)}")
+    p, q = p / p.sum(), q / q.sum()
+    present = q > 0
+    covered = (p >= min_share * q) & present
+    q_floor = q.clamp_min(KL_FLOOR) / q.clamp_min(KL_FLOOR).sum()
+    kl = torch.where(p > 0, p * (p / q_floor).log(), torch.zeros_like(p)).sum()
+    return {"classes_covered": int(covered.sum()), "n_classes": int(present.sum()),
+            "class_kl": float(kl), "class_tv": float(0.5 * (p - q).abs().sum())}

@@ -42,6 +42,12 @@ class Paths:
     def guidance_dir(self, model: str, seed) -> str:
         return f"{self.results}/guidance/{model}/seed{seed}"
 
+    def dynamics_dir(self, model: str) -> str:
+        return f"{self.results}/dynamics/{model}"
+
+    def probe_dir(self, model: str, seed) -> str:
+        return f"{self.results}/probe/{model}/seed{seed}"
+
     @property
     def reference(self) -> str:
         return f"{self.results}/reference.json"
@@ -57,32 +63,39 @@ class Paths:
     pdf = "build/review.pdf"
 
 
-def figure_names(models: list[str], sweep_models=(), guidance_models=()) -> list[str]:
+def figure_names(models: list[str], sweep_models=(), guidance_models=(), dynamics_models=(),
+                 probe_models=()) -> list[str]:
     """The files `make_figures` writes for these models and studies (the Snakefile's outputs)."""
-    from .models import REGISTRY
+    from .gan_figures import gan_figure_names
+    from .models import DISPLAY, REGISTRY
 
+    samplers = [m for m in models if DISPLAY[m][1] != "translation"]  # image-to-image models draw no samples
     names = ["samples.pdf", "training_curves.pdf", "quality_vs_cost.pdf", "quality_vs_training.pdf", "progress.pdf"]
-    if any(REGISTRY[m][0].likelihood != "none" for m in models):
+    if any(REGISTRY[m][0].likelihood != "none" for m in samplers):
         names.append("likelihood_vs_quality.pdf")
-    if "vae" in models:
+    if "vae" in samplers:
         names.append("vae_reconstructions.pdf")
-    if {"vae", "dcgan"} & set(models):
+    if {"vae", "dcgan"} & set(samplers):
         names.append("interpolation.pdf")
-    if "ddpm" in models:
+    if "ddpm" in samplers:
         names.append("ddpm_chain.pdf")
-    if any(m != "ddpm" and hasattr(REGISTRY[m][0], "make_scheduler") for m in models):
+    if any(m != "ddpm" and hasattr(REGISTRY[m][0], "make_scheduler") for m in samplers):
         names.append("diffusion_chains.pdf")
     if sweep_models:
         names.append("sampling_cost.pdf")
         if any(hasattr(REGISTRY[m][0], "make_scheduler") for m in sweep_models):
             names.append("sweep_samples.pdf")
     names += [f"guidance_{m}.pdf" for m in guidance_models]
-    return names
+    return names + gan_figure_names(list(models), list(dynamics_models), list(probe_models))
 
 
-def table_names(sweep_models=(), guidance_models=()) -> list[str]:
+def table_names(sweep_models=(), guidance_models=(), models=(), dynamics_models=()) -> list[str]:
     """The files `write_tables` writes (the Snakefile's outputs)."""
+    from .gan_figures import gan_table_names
+    from .models import DISPLAY
+
     names = ["results.tex", "cost.tex", "likelihood.tex"]
     if sweep_models:
         names.append("sweep.tex")
-    return names + [f"guidance_{m}.tex" for m in guidance_models]
+    names += [f"guidance_{m}.tex" for m in guidance_models]
+    return names + gan_table_names(bool(dynamics_models), any(DISPLAY[m][1] == "translation" for m in models))

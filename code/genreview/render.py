@@ -28,9 +28,13 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
     )
     env.globals.update(fmt=report.fmt, pm=report.pm, compare=report.compare, rank=report.ordinal_rank,
                        evidence=report.evidence, swaps=report.swaps,
-                       times=report.times, duration=report.duration, tex=tex_escape,
+                       times=report.times, duration=report.duration, tex=tex_escape, sci=report.sci,
                        sampler_study=report.sampler_study, guidance_study=report.guidance_study,
-                       best_point=report.best_point, small_loss=report.SMALL_LOSS)
+                       best_point=report.best_point, small_loss=report.SMALL_LOSS,
+                       dynamics_study=report.dynamics_study, stability_verdict=report.stability_verdict,
+                       sensitivity_verdict=report.sensitivity_verdict, equilibrium=report.equilibrium,
+                       probe_metric=report.probe_metric, unstable_cv=report.UNSTABLE_CV,
+                       equilibrium_tol=report.EQUILIBRIUM_TOL)
     env.filters.update(fmt=report.fmt, pm=report.pm, tex=tex_escape, duration=report.duration)
     return env
 

@@ -114,6 +114,18 @@ def times(ratio: float) -> str:
     return "about as" if 0.95 <= ratio < 1.05 else f"{fmt(ratio, 2)} times"
 
 
+def sci(x: float, math_mode: bool = True) -> str:
+    """A small number as LaTeX scientific notation, '2 \\times 10^{-4}' (in $...$ unless math_mode is False)."""
+    if x is None:
+        return "n/a"
+    exp = math.floor(math.log10(abs(x))) if x else 0
+    mant = fmt(x / 10 ** exp, 2)
+    body = f"10^{{{exp}}}" if mant == "1" else f"{mant} \\times 10^{{{exp}}}"
+    if exp == 0:
+        body = mant
+    return f"${body}$" if math_mode else body
+
+
 def duration(seconds: float) -> str:
     if seconds is None:
         return "n/a"
@@ -175,3 +187,98 @@ def guidance_study(summary: dict, model: str) -> dict | None:
             "recall": compare(hi["recall"], lo["recall"], False, ("higher than", "lower than")),
             "precision": compare(hi["precision"], lo["precision"], False, ("higher than", "lower than")),
             "fd": compare(hi["fd"], lo["fd"], True, ("lower than", "higher than"))}
+
+
+# --------------------------------------------------------------------------- the GAN study
+
+UNSTABLE_CV = 2.0   # a model is "less stable" than the VAE when its seed-to-seed spread of FD is this many times
+#                     the VAE's (as a coefficient of variation), or when more of its runs fail
+EQUILIBRIUM_TOL = 0.1  # D's mean output within this of one half, on real and on fake images, counts as equilibrium
+
+
+def _stat_of(values) -> dict:
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    mean = sum(vals) / len(vals)
+    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(vals), "values": vals}
+
+
+def _failed(run: dict) -> bool:
+    return run.get("status") != "ok" or bool(run.get("collapsed"))
+
+
+def dynamics_study(summary: dict, model: str) -> dict | None:
+    """One model's short runs (Lucic et al. 2018), summarised.
+
+    seeds: FD over the seed runs that trained (a stat) and its coefficient of variation; draws: the
+    FD of the random-hyperparameter runs, sorted, and their relative range (max - min) / median;
+    failed: runs (seeds and draws) that diverged or collapsed, out of all; detach: the ablation pair."""
+    d = summary.get("dynamics", {}).get(model)
+    if not d:
+        return None
+    runs = d["runs"]
+    seeds = [r for r in runs if r["kind"] == "seed"]
+    draws = [r for r in runs if r["kind"] == "draw"]
+    fd = _stat_of(r.get("fd") for r in seeds if r.get("status") == "ok")
+    draw_fd = sorted(r["fd"] for r in draws if r.get("status") == "ok" and r.get("fd") is not None)
+    main = seeds + draws
+    out = {"model": model, "steps": d["steps"], "n": d["n"], "seeds": seeds, "draws": draws, "fd": fd,
+           "cv": (fd["std"] / fd["mean"]) if fd["n"] > 1 and fd["mean"] else None,
+           "draw_fd": draw_fd, "draw_median": draw_fd[len(draw_fd) // 2] if draw_fd else None,
+           "draw_range": ((draw_fd[-1] - draw_fd[0]) / draw_fd[len(draw_fd) // 2]) if len(draw_fd) > 1 else None,
+           "n_runs": len(main), "n_diverged": sum(r.get("status") != "ok" for r in main),
+           "n_collapsed": sum(bool(r.get("collapsed")) for r in main if r.get("status") == "ok"),
+           "n_failed": sum(_failed(r) for r in main),
+           "n_draws_failed": sum(_failed(r) for r in draws)}
+    out["fail_rate"] = out["n_failed"] / out["n_runs"] if out["n_runs"] else None
+    detached = next((r for r in runs if r["kind"] == "detach"), None)
+    if detached:
+        pair = next((r for r in seeds if r["seed"] == detached["seed"]), None)
+        if pair:
+            out["detach"] = {"with": pair, "without": detached,
+                             "time_ratio": detached["ms_per_step"] / pair["ms_per_step"]}
+    return out
+
+
+def stability_verdict(summary: dict, model: str, baseline: str = "vae") -> dict | None:
+    """Is `model` less stable than `baseline` in the short runs? Yes when more of its runs fail, or when
+    its seed-to-seed coefficient of variation of FD exceeds UNSTABLE_CV times the baseline's."""
+    a, b = dynamics_study(summary, model), dynamics_study(summary, baseline)
+    if not a or not b:
+        return None
+    more_failures = a["n_failed"] / a["n_runs"] > b["n_failed"] / b["n_runs"]
+    wider = a["cv"] is not None and b["cv"] is not None and a["cv"] > UNSTABLE_CV * max(b["cv"], 1e-9)
+    return {"a": a, "b": b, "less_stable": more_failures or wider, "more_failures": more_failures,
+            "wider": wider, "cv_ratio": (a["cv"] / b["cv"]) if a["cv"] is not None and b["cv"] else None}
+
+
+def sensitivity_verdict(summary: dict, model: str, baseline: str = "vae") -> dict | None:
+    """Is `model` more sensitive to its hyperparameters than `baseline`? Yes when more of its random
+    draws fail, or, with equal failures, when its draws' FD spans a wider relative range."""
+    a, b = dynamics_study(summary, model), dynamics_study(summary, baseline)
+    if not a or not b or not a["draws"] or not b["draws"]:
+        return None
+    if a["n_draws_failed"] != b["n_draws_failed"]:
+        more = a["n_draws_failed"] > b["n_draws_failed"]
+    else:
+        more = (a["draw_range"] or 0) > (b["draw_range"] or 0)
+    return {"a": a, "b": b, "more_sensitive": more}
+
+
+def equilibrium(summary: dict, model: str) -> dict | None:
+    """D's mean probability on real and fake images over the last logged steps of the main run, and
+    whether both lie within EQUILIBRIUM_TOL of one half (Goodfellow et al. 2014's optimum)."""
+    m = summary["models"].get(model)
+    if not m or m.get("d_output") != "probability" or "final_d_real" not in m["metrics"]:
+        return None
+    dr, df = m["metrics"]["final_d_real"]["mean"], m["metrics"]["final_d_fake"]["mean"]
+    return {"d_real": dr, "d_fake": df,
+            "at_equilibrium": abs(dr - 0.5) < EQUILIBRIUM_TOL and abs(df - 0.5) < EQUILIBRIUM_TOL}
+
+
+def probe_metric(summary: dict, model: str, key: str) -> dict | None:
+    p = summary.get("probes", {}).get(model, {})
+    st = p.get("metrics", {}).get(key)
+    return st if st and st.get("mean") is not None else None

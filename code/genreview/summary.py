@@ -14,12 +14,13 @@ import subprocess
 import numpy as np
 
 from . import data as D
+from .metrics import class_coverage
 from .models import DISPLAY, REGISTRY
 from .utils import load_json, save_json
 
 METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
-           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps"]
+           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy"]
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
 PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "hmmlearn", "prdc", "pandas",
             "matplotlib", "jinja2"]
@@ -36,7 +37,7 @@ def stat(values) -> dict:
 def model_summary(name: str, runs: list[dict]) -> dict:
     ok = [r for r in runs if r["status"] == "ok"]
     out = {"name": name, "display": DISPLAY[name][0], "family": DISPLAY[name][1],
-           "likelihood": REGISTRY[name][0].likelihood,
+           "likelihood": REGISTRY[name][0].likelihood, "d_output": getattr(REGISTRY[name][0], "d_output", None),
            "likelihood_note": next((r["bpd_note"] for r in ok if r.get("bpd_note")),
                                    REGISTRY[name][0].likelihood_note),
            "n_seeds": len(runs), "n_ok": len(ok), "seeds": [r["seed"] for r in runs],
@@ -61,6 +62,44 @@ def model_summary(name: str, runs: list[dict]) -> dict:
     out["sample_batch"] = ok[0].get("sample_batch") if ok else None
     if ok and "class_histogram" in ok[0]:
         out["class_histogram"] = np.mean([r["class_histogram"] for r in ok], axis=0).tolist()
+    if ok and ok[0].get("truncation"):
+        out["truncation"] = ok[0]["truncation"]  # the first seed's psi sweep
+    if ok and "translation" in ok[0]:
+        keys = [k for k, v in ok[0]["translation"].items() if isinstance(v, (int, float))]
+        out["translation"] = {k: stat(r["translation"].get(k) for r in ok) for k in keys}
+    return out
+
+
+def by_model(files: list[str]) -> dict[str, list[dict]]:
+    """The JSON results files, read and grouped by their "model"."""
+    out: dict[str, list] = {}
+    for f in files:
+        r = load_json(f)
+        out.setdefault(r["model"], []).append(r)
+    return out
+
+
+def dynamics_summary(files: list[str]) -> dict:
+    """model -> that model's dynamics.json (every short run, by kind)."""
+    out = {}
+    for f in files:
+        r = load_json(f)
+        out[r["model"]] = r
+    return out
+
+
+def probe_summary(files: list[str]) -> dict:
+    """model -> every number of its seeds' probes.json as a stat, plus the kinds (which features, which
+    reconstruction) of the first seed."""
+    out = {}
+    for model, runs in by_model(files).items():
+        ok = [r for r in runs if r.get("status") == "ok"]
+        if not ok:
+            out[model] = {"n_seeds": len(runs), "n_ok": 0}
+            continue
+        nums = [k for k, v in ok[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"]
+        out[model] = {"n_seeds": len(runs), "n_ok": len(ok), **{k: v for k, v in ok[0].items() if isinstance(v, str)},
+                      "metrics": {k: stat(r.get(k) for r in ok) for k in nums}}
     return out
 
 
@@ -89,18 +128,14 @@ STUDY_METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage"
 def study_summary(files: list[str], key) -> dict:
     """model -> {"n", "n_seeds", "points": [...]}: the rows of every seed's sweep.json or guidance.json
     grouped by `key(row)` (the sampler and step count, or the guidance weight), each metric as a stat."""
-    by_model: dict[str, list] = {}
-    for f in files:
-        r = load_json(f)
-        by_model.setdefault(r["model"], []).append(r)
     out = {}
-    for model, runs in by_model.items():
+    for model, runs in by_model(files).items():
         groups: dict = {}
         for r in runs:
             for row in r["points"]:
                 groups.setdefault(key(row), []).append(row)
         points = []
-        for k, rows in groups.items():
+        for rows in groups.values():
             p = {name: rows[0][name] for name in ("sampler", "steps", "eta", "guidance") if name in rows[0]}
             p.update({m: stat(row.get(m) for row in rows) for m in STUDY_METRICS if any(m in row for row in rows)})
             points.append(p)
@@ -109,23 +144,31 @@ def study_summary(files: list[str], key) -> dict:
 
 
 def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str, manifest: str, out: str,
-            sweep_files: list[str] = (), guidance_files: list[str] = ()) -> dict:
-    runs: dict[str, list] = {}
-    for f in metrics_files:
-        r = load_json(f)
-        runs.setdefault(r["model"], []).append(r)
+            sweep_files: list[str] = (), guidance_files: list[str] = (), dynamics_files: list[str] = (),
+            probe_files: list[str] = ()) -> dict:
+    runs = by_model(metrics_files)
     ref = load_json(reference)
     clf = load_json(classifier)
+    # image-to-image models draw no samples: they get their own entry, outside every sample ranking
+    translators = [m for m in cfg["models"] if m in runs and DISPLAY[m][1] == "translation"]
+    samplers = [m for m in cfg["models"] if m in runs and m not in translators]
+    models = {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in samplers}
+    for m in models.values():  # mode coverage: the classes the domain classifier finds in the samples
+        if "class_histogram" in m and "class_histogram" in ref["floor"]:
+            m["class_coverage"] = class_coverage(m["class_histogram"], ref["floor"]["class_histogram"],
+                                                 cfg.get("dynamics", {}).get("collapse_share", 0.25))
     summary = {
         "profile": cfg["profile"], "dataset": cfg["dataset"], "dataset_name": D.PRETTY[cfg["dataset"]],
         "class_names": D.CLASS_NAMES[cfg["dataset"]], "data": load_json(manifest),
         "seeds": cfg["seeds"], "n_samples": ref["n_samples"], "n_reference": ref["n_reference"],
         "eval": cfg.get("eval", {}), "classifier": clf, "reference": ref, "device": ref["device"],
-        "models": {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in cfg["models"] if m in runs},
-        "order": [m for m in cfg["models"] if m in runs],
+        "models": models, "order": samplers,
+        "translation": {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in translators},
         "sweep": study_summary(list(sweep_files), lambda row: (row["sampler"], row["steps"])),
         "guidance": study_summary(list(guidance_files), lambda row: row["guidance"]),
+        "dynamics": dynamics_summary(list(dynamics_files)), "probes": probe_summary(list(probe_files)),
         "sweep_config": cfg.get("sweep", {}), "guidance_config": cfg.get("guidance", {}),
+        "dynamics_config": cfg.get("dynamics", {}), "probe_config": cfg.get("probe", {}),
         "provenance": provenance(),
     }
     save_json(summary, out)

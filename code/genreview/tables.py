@@ -124,7 +124,8 @@ def guidance_table(summary: dict, name: str) -> pd.DataFrame:
     for p in sorted(summary["guidance"][name]["points"], key=lambda p: p["guidance"]):
         rows.append({"$w$": f"{p['guidance']:g}", "NFE": fmt(p["nfe"]["mean"]), "FD $\\downarrow$": pm(p["fd"]),
                      "Cond.\\ acc.\\ $\\uparrow$": pm(p["cond_accuracy"], decimals=3),
-                     "Prec. $\\uparrow$": pm(p["precision"], decimals=3), "Rec. $\\uparrow$": pm(p["recall"], decimals=3),
+                     "Prec. $\\uparrow$": pm(p["precision"], decimals=3),
+                     "Rec. $\\uparrow$": pm(p["recall"], decimals=3),
                      "IS $\\uparrow$": pm(p["is"], decimals=2), "ms/image": pm(p["ms_per_image"])})
     return pd.DataFrame(rows)
 
@@ -142,4 +143,5 @@ def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     for name in summary.get("guidance", {}):
         paths.append(out_dir / f"guidance_{name}.tex")
         _write(guidance_table(summary, name), paths[-1], "rrrrrrrr")
-    return paths
+    from .gan_figures import write_gan_tables
+    return paths + write_gan_tables(summary, out_dir)

@@ -130,6 +130,7 @@ class Trainer:
         if model.classical:
             raise TypeError(f"{type(model).__name__} is fitted by its own algorithm: use fit_classical, not Trainer")
         cfg = self.cfg
+        self._split = batches.split  # what an image-to-image model's progress grids translate
         self.out.mkdir(parents=True, exist_ok=True)
         model.to(self.device)
         total = cfg.epochs * len(batches)
@@ -232,7 +233,10 @@ class Trainer:
         state = rng_state()
         model.eval()
         with torch.no_grad():
-            imgs = model.sample(self.cfg.sample_grid, generator=g)
+            if getattr(model, "translator", False):  # (input, output) pairs of training images
+                imgs = model.progress_grid(self._split, self.cfg.sample_grid)
+            else:
+                imgs = model.sample(self.cfg.sample_grid, generator=g)
         model.train()
         set_rng_state(state)  # sampling must not shift the training run's random numbers
         grid = D.to_uint8(imgs)
@@ -250,6 +254,10 @@ def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
     split = D.load(spec["dataset"], spec["data_root"], "train")
     cfg = TrainConfig(**spec["train"])
     model = build(spec["model"], spec["hparams"], split.shape)
+    if getattr(model, "train_classes", None):  # CycleGAN: only its two domains' images
+        keep = torch.isin(split.labels, torch.tensor(model.train_classes))
+        split = D.Split(split.images[keep], split.labels[keep])
+        log.info("training on the %d images of classes %s", len(split), list(model.train_classes))
     if model.classical:
         st, per_epoch = fit_classical(model, split, cfg, out, spec["seed"]), 1
     else:

@@ -9,8 +9,12 @@ from .classical import GMM, HMM, GMMConfig, HMMConfig
 from .dcgan import DCGAN, DCGANConfig
 from .ddpm import DDPM, DDPMConfig, IDDPMConfig
 from .flow import Flow, FlowConfig
+from .gan_variants import WGAN, WGANGP, CGANConfig, ProjectionCGAN, WGANConfig, WGANGPConfig
 from .latent import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
+from .stylegan import StyleGAN, StyleGANConfig
+from .translation import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
+                          SuperResolutionL1Config)
 from .vae import VAE, VAEConfig
 
 REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
@@ -20,6 +24,13 @@ REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "flow": (Flow, FlowConfig),
     "vae": (VAE, VAEConfig),
     "dcgan": (DCGAN, DCGANConfig),
+    "wgan": (WGAN, WGANConfig),
+    "wgan_gp": (WGANGP, WGANGPConfig),
+    "cgan": (ProjectionCGAN, CGANConfig),
+    "stylegan": (StyleGAN, StyleGANConfig),
+    "cyclegan": (CycleGAN, CycleGANConfig),
+    "srgan": (SuperResolutionGAN, SuperResolutionConfig),
+    "sr_l1": (SuperResolutionGAN, SuperResolutionL1Config),
     "ddpm": (DDPM, DDPMConfig),
     "iddpm": (DDPM, IDDPMConfig),
     "ldm": (LatentDiffusion, LatentDiffusionConfig),
@@ -35,6 +46,13 @@ DISPLAY = {
     "flow": ("RealNVP", "flow"),
     "vae": ("VAE", "vae"),
     "dcgan": ("DCGAN", "gan"),
+    "wgan": ("WGAN", "gan"),
+    "wgan_gp": ("WGAN-GP", "gan"),
+    "cgan": ("Projection cGAN", "gan"),
+    "stylegan": ("StyleGAN", "gan"),
+    "cyclegan": ("CycleGAN", "translation"),
+    "srgan": ("SR-GAN (L1 + adv.)", "translation"),
+    "sr_l1": ("SR, L1 only", "translation"),
     "ddpm": ("DDPM", "diffusion"),
     "iddpm": ("Improved DDPM", "diffusion"),
     "ldm": ("LDM", "diffusion"),

@@ -106,6 +106,7 @@ class DCGAN(GenerativeModel):
     """DCGAN. Args: cfg (DCGANConfig), shape (C, H, W) with H and W divisible by 4."""
 
     likelihood = "none"
+    d_output = "probability"  # what "d_real"/"d_fake" report: D's mean probability (a critic's mean value)
 
     def __init__(self, cfg: DCGANConfig, shape):
         super().__init__(cfg, shape)

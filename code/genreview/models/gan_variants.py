@@ -36,6 +36,8 @@ class CriticGAN(DCGAN):
 
     Every call returns the same keys; "g_loss" is G's loss at its latest step (0 before the first)."""
 
+    d_output = "critic"  # unbounded scores (Wasserstein critic, hinge loss), not probabilities
+
     def __init__(self, cfg: CriticGANConfig, shape):
         super().__init__(cfg, shape)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))  # train_step calls so far

@@ -271,6 +271,7 @@ class StyleGAN(GenerativeModel):
     """StyleGAN. Args: cfg (StyleGANConfig), shape (C, H, W) with H and W divisible by 4."""
 
     likelihood = "none"
+    d_output = "probability"  # "d_real"/"d_fake": D's mean probability on each
 
     def __init__(self, cfg: StyleGANConfig, shape):
         super().__init__(cfg, shape)

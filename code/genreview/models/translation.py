@@ -221,6 +221,11 @@ class CycleGAN(_Translator):
         self.ema = nn.ModuleList([EMA(self.G_AB, cfg.ema_decay), EMA(self.G_BA, cfg.ema_decay)]) \
             if cfg.ema_decay > 0 else None
 
+    @property
+    def train_classes(self) -> tuple[int, int]:
+        """The classes training uses (train.train drops the others from the split)."""
+        return self.cfg.domain_a, self.cfg.domain_b
+
     def split(self, x, y):
         """The batch's images of class domain_a and of domain_b, (n_a, C, H, W) and (n_b, C, H, W)."""
         if y is None:

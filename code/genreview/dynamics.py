@@ -1,0 +1,246 @@
+"""The GAN training-dynamics study: many short runs of one family at an equal budget of steps.
+
+After Lucic et al. (2018, "Are GANs created equal?"), a family is judged not by its best run but
+by the spread of its runs. One job trains one model several times for `steps` steps each and
+scores every run under the protocol (`metrics.Reference`) at one N:
+
+- "seed" runs: the configured hyperparameters at each seed. Stability: the mean and spread of FD,
+  and the share of runs that diverged (a non-finite or exploding loss) or collapsed (their
+  samples cover too few of the classes, as the domain classifier names them).
+- "draw" runs: random hyperparameters, the same draws for every family. Sensitivity: the learning
+  rate, log-uniform, given to every learning rate the config has; Adam's betas where the
+  optimiser uses them (not WGAN's RMSprop, Arjovsky et al. 2017); the batch size.
+- "detach" run: DCGAN with `detach_fake = False`, paired with the seed run at the same seed. D's
+  backward then also reaches G; the squared norm of the gradient it leaves there
+  (`g_grad_in_d_step`, exactly 0 with the detach) and the cost per step measure the ablation.
+
+Each run also reports D's mean output on real and fake images in its last log window: at the
+optimum of the original game D(x) = 1/2 everywhere (Goodfellow et al. 2014), and a D that
+separates the two perfectly gives G vanishing gradients (Arjovsky et al. 2017). The run's
+"d_output" says what they are: probabilities, or a critic's mean values (WGAN, WGAN-GP).
+
+A run is resumable at two levels: a finished run leaves `result.json` in its folder and is read
+back, not retrained; an unfinished one resumes from the trainer's checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as D
+from .classifier import load_classifier, predict
+from .evaluate import generate, reference_images
+from .metrics import EvalConfig, Reference, class_coverage
+from .models import REGISTRY, build
+from .models.gan_variants import WGANConfig
+from .train import TrainConfig, Trainer, run_id
+from .utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
+
+
+@dataclass
+class DynamicsConfig:
+    models: list = field(default_factory=lambda: ["vae", "dcgan", "wgan", "wgan_gp", "stylegan"])  # one job each
+    seeds: list = field(default_factory=lambda: [0, 1, 2])  # "seed" runs; draws and the ablation use the first
+    draws: int = 3               # random hyperparameter draws per model
+    steps: int = 300             # training steps of every run: the equal budget
+    n_samples: int = 500         # N scored per run
+    lr_min: float = 1e-5         # the learning rate is drawn log-uniformly in [lr_min, lr_max]
+    lr_max: float = 1e-2
+    beta1_choices: list = field(default_factory=lambda: [0.0, 0.5, 0.9])  # Adam's beta1, uniformly
+    beta2_choices: list = field(default_factory=lambda: [0.9, 0.999])     # Adam's beta2, uniformly
+    batch_choices: list = field(default_factory=lambda: [32, 64, 128])    # batch size, uniformly
+    ablation_models: list = field(default_factory=lambda: ["dcgan"])      # models that get the detach run
+    collapse_share: float = 0.25  # a class is covered when its share is >= this x its share of the reference
+    collapse_classes: float = 0.5  # a run has collapsed when it covers fewer than this fraction of the classes
+    grid: int = 16               # samples kept per run for a figure
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ValueError("dynamics.seeds is empty: list at least one seed")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise ValueError(f"dynamics: need 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
+
+
+LR_FIELDS = ("lr", "lr_g", "lr_d")  # every one a config has gets the drawn learning rate
+BETA_FIELDS = ("beta1", "beta2")
+# Configs whose optimisers take no betas although they inherit the fields: WGAN's RMSprop.
+NO_BETAS = (WGANConfig,)
+LOG_BOOKKEEPING = {"step", "epoch", "wall", "images", "lr"}  # train_log.jsonl keys that are not losses
+
+
+def drawn_fields(model: str | type) -> list[str]:
+    """The config fields a draw sets for `model` (a registered name or a config class): its learning
+    rates, and beta1 and beta2 where its optimisers use them. The batch size is drawn for every model."""
+    cfg_cls = REGISTRY[model][1] if isinstance(model, str) else model
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    lrs = [f for f in LR_FIELDS if f in names]
+    if not lrs:
+        raise ValueError(f"{cfg_cls.__name__} has no learning rate ({', '.join(LR_FIELDS)}) to draw: "
+                         f"remove it from dynamics.models")
+    betas = [] if issubclass(cfg_cls, NO_BETAS) else [f for f in BETA_FIELDS if f in names]
+    return lrs + betas
+
+
+def draw(dyn: DynamicsConfig, seed: int, i: int) -> dict:
+    """Draw i of a job with seed `seed`: {"lr", "beta1", "beta2", "batch_size"}.
+
+    The generator is seeded by (seed, i) alone and every value is always drawn, in one order, so that
+    every model meets the same draws; each uses the fields it has (`drawn_fields`)."""
+    rng = np.random.default_rng([seed, i])
+    return {"lr": float(math.exp(rng.uniform(math.log(dyn.lr_min), math.log(dyn.lr_max)))),
+            "beta1": float(dyn.beta1_choices[rng.integers(len(dyn.beta1_choices))]),
+            "beta2": float(dyn.beta2_choices[rng.integers(len(dyn.beta2_choices))]),
+            "batch_size": int(dyn.batch_choices[rng.integers(len(dyn.batch_choices))])}
+
+
+def plan(spec: dict) -> list[dict]:
+    """The job's runs in order, each {"label", "kind", "seed", "batch_size", "changed", "draw"}: "changed"
+    holds the hparams that differ from the configured ones, "draw" the whole draw (None unless kind "draw")."""
+    dyn = DynamicsConfig(**spec["dynamics"])
+    name, hparams = spec["model"], spec["train_spec"]["hparams"]
+    batch, first = spec["train_spec"]["train"]["batch_size"], dyn.seeds[0]
+    fields = drawn_fields(name)
+    runs = [{"label": f"seed{s}", "kind": "seed", "seed": s, "batch_size": batch, "changed": {}, "draw": None}
+            for s in dyn.seeds]
+    for i in range(dyn.draws):
+        d = draw(dyn, spec["seed"], i)
+        runs.append({"label": f"draw{i}", "kind": "draw", "seed": first, "batch_size": d["batch_size"],
+                     "changed": {f: d["lr"] if f in LR_FIELDS else d[f] for f in fields}, "draw": d})
+    if name in dyn.ablation_models:
+        if "detach_fake" not in hparams:
+            raise ValueError(f"dynamics.ablation_models lists {name}, whose config has no detach_fake field: "
+                             f"remove it there")
+        if not hparams["detach_fake"]:
+            raise ValueError(f"hparams.{name}.detach_fake is false, but the ablation compares its seed runs "
+                             f"(detached) with a run without the detach: set it true or remove {name} "
+                             f"from dynamics.ablation_models")
+        runs.append({"label": f"detach_seed{first}", "kind": "detach", "seed": first, "batch_size": batch,
+                     "changed": {"detach_fake": False}, "draw": None})
+    return runs
+
+
+def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int) -> dict:
+    """The run's train spec: the model's, with the run's hparams, seed and batch, and `steps` steps."""
+    ts = copy.deepcopy(spec["train_spec"])
+    ts["seed"] = run["seed"]
+    ts["hparams"].update(run["changed"])
+    train = ts["train"]
+    train.update(
+        batch_size=run["batch_size"], max_steps=dyn.steps,
+        epochs=math.ceil(dyn.steps / (n_train // run["batch_size"])),
+        sample_epochs=[], sample_grid=dyn.grid, checkpoint_every=100,
+        # a fixed setting, so that a short run does not spend its budget on the timing calibration
+        precision="fp32" if train["precision"] == "auto" else train["precision"],
+        memory_format="contiguous" if train["memory_format"] == "auto" else train["memory_format"])
+    return ts
+
+
+def _log_stats(path: Path) -> dict:
+    """D's outputs in the last log window, the mean g_grad_in_d_step over all steps, the last losses."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    last = rows[-1] if rows else {}
+    grad = None
+    if rows and "g_grad_in_d_step" in last:  # each window is a mean over its steps: weight by their count
+        widths = np.diff([0] + [r["step"] for r in rows])
+        grad = float(sum(w * r["g_grad_in_d_step"] for w, r in zip(widths, rows)) / widths.sum())
+    return {"d_real": last.get("d_real"), "d_fake": last.get("d_fake"), "g_grad_in_d_step": grad,
+            "final_losses": {k: v for k, v in last.items() if k not in LOG_BOOKKEEPING}}
+
+
+def _file_digest(path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _score(model, run: dict, ref: Reference, ref_hist: torch.Tensor, cfg: EvalConfig, dyn: DynamicsConfig,
+           precision: str):
+    """The protocol's metrics, the class coverage and the sample cost of one trained run; and its grid."""
+    fake, secs = generate(model, dyn.n_samples, cfg.batch_size, cfg.seed + run["seed"], ref.device,
+                          precision)                                            # (N, C, H, W) uint8
+    hist = torch.bincount(predict(ref.clf, fake), minlength=len(ref_hist)).double() / len(fake)   # (K,)
+    cov = class_coverage(hist, ref_hist, dyn.collapse_share)
+    row = {**ref.score(fake), **cov, "collapsed": cov["classes_covered"] < dyn.collapse_classes * cov["n_classes"],
+           "sample_ms_per_image": 1000 * secs / len(fake), "class_histogram": hist.tolist()}
+    return row, fake[:dyn.grid]                                                 # (grid, C, H, W)
+
+
+def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None) -> dict:
+    """Train and score every run of `plan(spec)` in out/runs/<label>; writes out/dynamics.json (the
+    runs in plan order) and out/dynamics_grids.pt ({label: uint8 (grid, C, H, W)}, scored runs only).
+
+    spec: dataset, data_root, device, model, seed, train_spec (`config.train_spec` of the model),
+    eval (EvalConfig as a dict; its n_samples is replaced by the study's), dynamics (DynamicsConfig)."""
+    set_threads(threads)
+    out = Path(out)
+    dyn = DynamicsConfig(**spec["dynamics"])
+    cfg = dataclasses.replace(EvalConfig(**spec["eval"]), n_samples=dyn.n_samples)
+    device = pick_device(spec["device"])
+    runs = plan(spec)
+    train = D.load(spec["dataset"], spec["data_root"], "train")
+    # what a finished run's scores depend on besides its training: a change here rescores the run
+    # (the trainer then resumes from the finished checkpoint at once)
+    scoring = {"eval": dataclasses.asdict(cfg), "grid": dyn.grid, "classifier": _file_digest(classifier),
+               "collapse": [dyn.collapse_share, dyn.collapse_classes]}
+    ref = ref_hist = None  # built at the first run that needs scoring, then shared by all
+    rows, grids, spent = [], {}, []
+    for k, run in enumerate(runs):
+        run_dir = out / "runs" / run["label"]
+        ts = _run_spec(spec, run, dyn, len(train))
+        rid = run_id({"train": ts, "scoring": scoring})
+        done = run_dir / "result.json"
+        if done.exists() and load_json(done).get("run_id") == rid:
+            row = load_json(done)
+            log.info("dynamics %s: %s read from %s", spec["model"], run["label"], done)
+        else:
+            if ref is None:
+                clf = load_classifier(classifier, device)
+                test = D.load(spec["dataset"], spec["data_root"], "test")
+                ref = Reference(clf, reference_images(test, cfg), cfg)
+                ref_hist = torch.bincount(predict(clf, ref.real), minlength=int(test.labels.max()) + 1).double()
+                ref_hist = ref_hist / ref_hist.sum()                            # (K,)
+            t0 = time.perf_counter()
+            row = _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn)
+            spent.append(time.perf_counter() - t0)
+            what = (f"FD {row['fd']:.3f}, {row['classes_covered']}/{row['n_classes']} classes"
+                    if row["status"] == "ok" else row["status"])
+            log.info("dynamics %s: %s (%d/%d) %s in %.0fs; at most %.0fs left", spec["model"], run["label"], k + 1,
+                     len(runs), what, spent[-1], np.mean(spent) * (len(runs) - k - 1))
+        rows.append(row)
+        if row["status"] == "ok":
+            grids[run["label"]] = torch.load(run_dir / "grid.pt")
+    res = {"model": spec["model"], "seed": spec["seed"], "status": "ok", "n": dyn.n_samples, "steps": dyn.steps,
+           "config": dataclasses.asdict(dyn), "runs": rows}
+    save_json(res, out / "dynamics.json")
+    torch_save(grids, out / "dynamics_grids.pt")
+    return res
+
+
+def _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn) -> dict:
+    """Train one run (resuming from its checkpoint), score it unless it diverged, and write grid.pt and
+    then result.json, whose presence marks the run done."""
+    seed_everything(run["seed"])
+    model = build(ts["model"], ts["hparams"], train.shape)
+    tcfg = TrainConfig(**ts["train"])
+    st = Trainer(tcfg, run_dir, run["seed"], device, rid=run_id(ts)).fit(
+        model, D.Batches(train, tcfg.batch_size, run["seed"], device))
+    row = {"label": run["label"], "kind": run["kind"], "seed": run["seed"], "batch_size": tcfg.batch_size,
+           "changed": run["changed"], "draw": run["draw"], "status": st["status"], "steps": st["step"],
+           "images_seen": st["step"] * tcfg.batch_size, "train_seconds": st["elapsed"],
+           "ms_per_step": 1000 * st["elapsed"] / max(1, st["step"]), "train_precision": st["precision"],
+           "memory_format": st["memory_format"], "diverged_at": st.get("diverged_at"),
+           "divergence": st.get("divergence"), "d_output": getattr(model, "d_output", None),
+           **_log_stats(run_dir / "train_log.jsonl"), "run_id": rid}
+    if st["status"] == "ok":
+        scores, grid = _score(model.eval(), run, ref, ref_hist, cfg, dyn, st["precision"])
+        row.update(scores)
+        torch_save(grid, run_dir / "grid.pt")
+    save_json(row, run_dir / "result.json")
+    return row
