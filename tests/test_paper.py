@@ -333,3 +333,43 @@ def test_latex_error_names_the_template_and_line(tmp_path):
     assert "(near line 2)" in msg, f"the error does not point at the template line:\n{msg}"
     assert r"\undefinedmacro" in msg and "Undefined control sequence" in msg, msg
     assert not (tmp_path / "build" / "review.pdf").exists()
+
+
+# --------------------------------------------------------------------------- no hand-typed numbers
+
+# Template tags (their numbers are computed or formatted from the summary), and commands whose argument is
+# a key, not prose.
+_TAGS = re.compile(r"\\VAR\{(?:[^{}]|\{[^{}]*\})*\}|\\BLOCK\{(?:[^{}]|\{[^{}]*\})*\}|\\#\{.*?\}")
+_KEYS = re.compile(r"\\(?:cite[pt]?|ref|label|includegraphics|input|usepackage|documentclass)(?:\[[^]]*\])?\{[^}]*\}")
+# What a measurement looks like in prose: a decimal, a percentage, or a number with a unit of time or information.
+_MEASURED = re.compile(r"(?<![\w.\\{-])(\d+\.\d+|\d+(?:\.\d+)?\s*(?:\\%|(?:\\,|~| )?(?:ms|s|min|h|dB|nats)\b))")
+
+
+def hand_typed_numbers(text: str) -> list[tuple[int, str]]:
+    """(line, number) for each measured-looking number in a template's prose, outside \\VAR and \\BLOCK tags."""
+    hits = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("%"):
+            continue
+        body = _KEYS.sub(" ", _TAGS.sub(" ", line))
+        hits += [(n, m.group(1)) for m in _MEASURED.finditer(body)]
+    return hits
+
+
+def test_no_template_types_a_measured_number_by_hand():
+    found = [f"{p.relative_to(REPO)}:{n}: {num}" for p in sorted(PAPER.rglob("*.j2"))
+             for n, num in hand_typed_numbers(p.read_text())]
+    assert not found, ("numbers typed into the paper by hand; print them from the summary with \\VAR{...}:\n"
+                       + "\n".join(found))
+
+
+@pytest.mark.parametrize("line, numbers", [
+    ("FD fell to 12.5 after training", ["12.5"]),
+    ("a step took 40\\,ms and 3 s in all", ["40\\,ms", "3 s"]),
+    ("accuracy 91\\% on the test split", ["91\\%"]),
+    ("FD \\VAR{fmt(metric('vae', 'fd').mean)} on $28 \\times 28$ images", []),
+    ("\\BLOCK{if x > 0.5}two\\BLOCK{endif} seeds", []),
+    ("see Figure~\\ref{fig:2.1} and \\citep{ho2020}", []),
+])
+def test_the_lint_finds_measured_looking_numbers(line, numbers):
+    assert [num for _, num in hand_typed_numbers(line)] == numbers

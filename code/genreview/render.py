@@ -34,7 +34,7 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
                        dynamics_study=report.dynamics_study, stability_verdict=report.stability_verdict,
                        sensitivity_verdict=report.sensitivity_verdict, equilibrium=report.equilibrium,
                        probe_metric=report.probe_metric, unstable_cv=report.UNSTABLE_CV,
-                       equilibrium_tol=report.EQUILIBRIUM_TOL)
+                       equilibrium_tol=report.EQUILIBRIUM_TOL, clearly_faster=report.CLEARLY_FASTER)
     env.filters.update(fmt=report.fmt, pm=report.pm, tex=tex_escape, duration=report.duration)
     return env
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from . import data as D
 from .models import build
 from .models.base import GenerativeModel
+from .report import CLEARLY_FASTER
 from .utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device,
                     resolve_precision, rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
 
@@ -93,7 +94,7 @@ class Trainer:
         set_rng_state(state)
         base = timings.get("fp32/contiguous", min(timings.values()))
         best = min(timings, key=timings.get)
-        if timings[best] > 0.9 * base:  # keep fp32/contiguous unless another is clearly faster
+        if timings[best] > (1 - CLEARLY_FASTER) * base:  # keep fp32/contiguous unless another is clearly faster
             best = "fp32/contiguous" if "fp32/contiguous" in timings else best
         p, f = best.split("/")
         log.info("measured ms/step %s -> %s", {k: round(v, 1) for k, v in timings.items()}, best)
