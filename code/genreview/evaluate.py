@@ -8,6 +8,7 @@ reconstructions for models with an encoder, and a denoising chain for diffusion 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -195,8 +196,7 @@ def _evaluate_translator(model, test: D.Split, clf, cfg: EvalConfig, device, met
             g = torch.Generator().manual_seed(cfg.seed + 1)
             real = real[torch.randperm(len(real), generator=g)[:cfg.n_reference]]
         n = len(real)
-        return Reference(clf, real, EvalConfig(**{**cfg.__dict__, "n_samples": n,
-                                                  "kid_subset_size": min(cfg.kid_subset_size, n)}))
+        return Reference(clf, real, dataclasses.replace(cfg, n_samples=n, kid_subset_size=min(cfg.kid_subset_size, n)))
 
     res = evaluate_translation(model, test, clf, reference_fn, device, n=cfg.translation_images)
     metrics["translation"] = {k: v for k, v in res.items() if not k.startswith("grid_")}
