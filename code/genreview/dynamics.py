@@ -203,7 +203,7 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
             if ref is None:
                 clf = load_classifier(classifier, device)
                 test = D.load(spec["dataset"], spec["data_root"], "test")
-                ref = Reference(clf, reference_images(test, cfg), cfg)
+                ref = Reference(clf, reference_images(test.images, cfg), cfg)
                 ref_hist = torch.bincount(predict(clf, ref.real), minlength=int(test.labels.max()) + 1).double()
                 ref_hist = ref_hist / ref_hist.sum()                            # (K,)
             t0 = time.perf_counter()

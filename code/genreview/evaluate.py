@@ -145,7 +145,7 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     log.info("sampled %d images in %.1fs (%.2f ms/image)", len(fake), secs, 1000 * secs / len(fake))
     if not torch.isfinite(fake.float()).all():
         raise RuntimeError("samples contain NaN")
-    ref = Reference(clf, reference_images(test, cfg), cfg)
+    ref = Reference(clf, reference_images(test.images, cfg), cfg)
     metrics.update(ref.score(fake))
     predicted = predict(clf, fake)
     hist = torch.bincount(predicted, minlength=int(test.labels.max()) + 1).float()
@@ -192,9 +192,7 @@ def _evaluate_translator(model, test: D.Split, clf, cfg: EvalConfig, device, met
     """CycleGAN and super-resolution: `translation_eval` on the test split; its numbers go under
     metrics["translation"], so that no unconditional ranking reads them."""
     def reference_fn(real):
-        if cfg.n_reference and len(real) > cfg.n_reference:  # the protocol's reference size, a fixed subset
-            g = torch.Generator().manual_seed(cfg.seed + 1)
-            real = real[torch.randperm(len(real), generator=g)[:cfg.n_reference]]
+        real = reference_images(real, cfg)
         n = len(real)
         return Reference(clf, real, dataclasses.replace(cfg, n_samples=n, kid_subset_size=min(cfg.kid_subset_size, n)))
 
@@ -226,12 +224,13 @@ def score_likelihood(model, test: D.Split, cfg: EvalConfig, device) -> dict:
             "bpd_ms_per_image": 1000 * sw.seconds / len(x)}
 
 
-def reference_images(test: D.Split, cfg: EvalConfig) -> torch.Tensor:
-    """The real side of the protocol: the test split, or a fixed subset of it."""
-    if not cfg.n_reference or cfg.n_reference >= len(test):
-        return test.images
+def reference_images(images: torch.Tensor, cfg: EvalConfig) -> torch.Tensor:
+    """The real side of the protocol: `images` (the test split's, or one class's), or a fixed subset of
+    eval.n_reference of them."""
+    if not cfg.n_reference or cfg.n_reference >= len(images):
+        return images
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    return test.images[torch.randperm(len(test), generator=g)[:cfg.n_reference]]
+    return images[torch.randperm(len(images), generator=g)[:cfg.n_reference]]
 
 
 def reference(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None) -> dict:
@@ -241,7 +240,7 @@ def reference(spec: dict, classifier: str | Path, out: str | Path, threads: int 
     device = pick_device(spec["device"])
     clf = load_classifier(classifier, device)
     train, test = (D.load(spec["dataset"], spec["data_root"], s) for s in ("train", "test"))
-    ref = Reference(clf, reference_images(test, cfg), cfg)
+    ref = Reference(clf, reference_images(test.images, cfg), cfg)
     g = torch.Generator().manual_seed(cfg.seed)
     n = min(cfg.n_samples, len(train))
     real = train.images[torch.randperm(len(train), generator=g)[:n]]

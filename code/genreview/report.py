@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 # The trainer keeps fp32/contiguous unless another precision or memory format saves this fraction of a step.
 CLEARLY_FASTER = 0.1
 
@@ -22,6 +24,15 @@ METRIC_INFO = {
     "recon_mse": ("reconstruction MSE", True), "fid_inception": ("Inception FID", True),
     "bpd": ("bits/dim", True),
 }
+
+
+def stat(values) -> dict:
+    """Values aggregated over seeds (None dropped): {"mean", "std" (sample, ddof 1), "n", "values"}."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+            "n": len(vals), "values": vals}
 
 
 def _decimals(x: float, sig: int) -> int:
@@ -199,15 +210,6 @@ UNSTABLE_CV = 2.0   # a model is "less stable" than the VAE when its seed-to-see
 EQUILIBRIUM_TOL = 0.1  # D's mean output within this of one half, on real and on fake images, counts as equilibrium
 
 
-def _stat_of(values) -> dict:
-    vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return {"mean": None, "std": None, "n": 0, "values": []}
-    mean = sum(vals) / len(vals)
-    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
-    return {"mean": mean, "std": std, "n": len(vals), "values": vals}
-
-
 def _failed(run: dict) -> bool:
     return run.get("status") != "ok" or bool(run.get("collapsed"))
 
@@ -224,7 +226,7 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
     runs = d["runs"]
     seeds = [r for r in runs if r["kind"] == "seed"]
     draws = [r for r in runs if r["kind"] == "draw"]
-    fd = _stat_of(r.get("fd") for r in seeds if r.get("status") == "ok")
+    fd = stat(r.get("fd") for r in seeds if r.get("status") == "ok")
     draw_fd = sorted(r["fd"] for r in draws if r.get("status") == "ok" and r.get("fd") is not None)
     main = seeds + draws
     out = {"model": model, "steps": d["steps"], "n": d["n"], "seeds": seeds, "draws": draws, "fd": fd,

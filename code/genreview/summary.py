@@ -16,6 +16,7 @@ import numpy as np
 from . import data as D
 from .metrics import class_coverage
 from .models import DISPLAY, REGISTRY
+from .report import stat
 from .utils import load_json, save_json
 
 METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
@@ -24,14 +25,6 @@ METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
 PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "hmmlearn", "prdc", "pandas",
             "matplotlib", "jinja2"]
-
-
-def stat(values) -> dict:
-    vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return {"mean": None, "std": None, "n": 0, "values": []}
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-            "n": len(vals), "values": vals}
 
 
 def model_summary(name: str, runs: list[dict]) -> dict:

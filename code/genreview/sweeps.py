@@ -55,7 +55,7 @@ def _setup(spec: dict, run_dir: Path, classifier, n_samples: int):
     model = _load_model(run_dir / "model.pt", device)
     clf = load_classifier(classifier, device)
     test = D.load(spec["dataset"], spec["data_root"], "test")
-    return summary, model, clf, Reference(clf, reference_images(test, cfg), cfg), cfg
+    return summary, model, clf, Reference(clf, reference_images(test.images, cfg), cfg), cfg
 
 
 def sweep_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
