@@ -20,6 +20,8 @@ include: "rules/models.smk"
 include: "rules/evaluate.smk"
 include: "rules/study.smk"
 include: "rules/paper.smk"
+include: "rules/deliver.smk"
+include: "rules/reproduce.smk"
 
 
 rule all:

@@ -33,6 +33,7 @@ SWEEP_MODELS = C.sweep_models(CFG)
 GUIDANCE_MODELS = C.guidance_models(CFG)
 DYNAMICS_MODELS = C.dynamics_models(CFG)
 PROBE_MODELS = C.probe_models(CFG)
+CURVE_MODELS = C.curve_models(CFG)
 # Threads of each compute job: all cores (one job at a time), or threads_per_job so that short jobs
 # (the smoke profile's) run side by side.
 JOB_THREADS = min(CFG.get("threads_per_job") or workflow.cores, workflow.cores)

@@ -40,12 +40,13 @@ rule reference:
 
 rule summarize:
     input:
-        metrics=expand(P.eval_dir("{model}", "{seed}") + "/metrics.json", model=MODELS, seed=SEEDS),
+        metrics=[P.eval_dir(m, k) + "/metrics.json" for m in MODELS for k in C.model_seeds(CFG, m)],
         sweeps=expand(P.sweep_dir("{model}", "{seed}") + "/sweep.json", model=SWEEP_MODELS, seed=SEEDS),
         guidance=expand(P.guidance_dir("{model}", "{seed}") + "/guidance.json", model=GUIDANCE_MODELS,
                         seed=SEEDS),
         dynamics=expand(P.dynamics_dir("{model}") + "/dynamics.json", model=DYNAMICS_MODELS),
         probes=expand(P.probe_dir("{model}", "{seed}") + "/probes.json", model=PROBE_MODELS, seed=SEEDS),
+        curves=[P.curve_dir(m, k) + "/curve.json" for m in CURVE_MODELS for k in C.model_seeds(CFG, m)],
         reference=P.reference,
         classifier=rules.train_classifier.output.info,
         manifest=P.manifest,
@@ -60,5 +61,6 @@ rule summarize:
     shell:
         "{PY} -m genreview summarize --spec {params.spec:q} --metrics {input.metrics} "
         "--sweeps {input.sweeps} --guidance {input.guidance} --dynamics {input.dynamics} --probes {input.probes} "
+        "--curves {input.curves} "
         "--reference {input.reference} --classifier {input.classifier} --manifest {input.manifest} "
         "--out {output} > {log} 2>&1"

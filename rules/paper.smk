@@ -6,8 +6,11 @@ RENDERED = [
     if t.endswith(".tex.j2") or t.endswith(".bib")
 ]
 FIGURES = [f"{P.figures}/{name}"
-           for name in figure_names(MODELS, SWEEP_MODELS, GUIDANCE_MODELS, DYNAMICS_MODELS, PROBE_MODELS)]
-TABLES = [f"{P.tables}/{name}" for name in table_names(SWEEP_MODELS, GUIDANCE_MODELS, MODELS, DYNAMICS_MODELS)]
+           for name in figure_names(MODELS, SWEEP_MODELS, GUIDANCE_MODELS, DYNAMICS_MODELS, PROBE_MODELS,
+                                    CURVE_MODELS)]
+TABLES = [f"{P.tables}/{name}"
+          for name in table_names(SWEEP_MODELS, GUIDANCE_MODELS, MODELS, DYNAMICS_MODELS, CURVE_MODELS)]
+CLAIM_TABLES = [f"{P.tables}/claims.tex", f"{P.tables}/comparison.tex"]  # written by rule claims
 
 
 rule figures:
@@ -20,7 +23,7 @@ rule figures:
         dynamics=expand(P.dynamics_dir("{model}") + "/dynamics_grids.pt", model=DYNAMICS_MODELS),
         probes=expand(P.probe_dir("{model}", SEEDS[0]) + "/probes.pt", model=PROBE_MODELS),
     output:
-        FIGURES,
+        report(FIGURES, category="Figures", caption="report/figures.rst"),  # shown by snakemake --report
     params:
         runs=spec({m: P.run_dir(m, SEEDS[0]) for m in MODELS}),
         evals=spec({m: P.eval_dir(m, SEEDS[0]) for m in MODELS}),
@@ -52,10 +55,28 @@ rule tables:
         "{PY} -m genreview tables --summary {input} --out {P.tables} > {log} 2>&1"
 
 
+rule claims:
+    input:
+        summary=P.summary,
+        ledger=f"{P.templates}/claims.yaml",
+    output:
+        claims=P.claims,
+        tables=CLAIM_TABLES,
+    log:
+        f"{P.logs}/claims.log",
+    benchmark:
+        f"{P.benchmarks}/claims.tsv"
+    shell:
+        "{PY} -m genreview claims --summary {input.summary} --ledger {input.ledger} --out {output.claims} "
+        "--tables {P.tables} > {log} 2>&1"
+
+
 rule render:
     input:
         templates=TEMPLATES,
         summary=P.summary,
+        claims=P.claims,
+        provenance=P.provenance,
     output:
         RENDERED,
     log:
@@ -63,8 +84,9 @@ rule render:
     benchmark:
         f"{P.benchmarks}/render.tsv"
     shell:
-        "{PY} -m genreview render --templates {P.templates} --summary {input.summary} "
-        "--figures {P.figures} --tables {P.tables} --out {P.paper_build} > {log} 2>&1"
+        "{PY} -m genreview render --templates {P.templates} --summary {input.summary} --claims {input.claims} "
+        "--provenance {input.provenance} --figures {P.figures} --tables {P.tables} --out {P.paper_build} "
+        "> {log} 2>&1"
 
 
 rule latex:
@@ -72,6 +94,7 @@ rule latex:
         RENDERED,
         FIGURES,
         TABLES,
+        CLAIM_TABLES,
     output:
         P.pdf,
     log:

@@ -88,3 +88,26 @@ rule probe:
     shell:
         "{PY} -m genreview probe --spec {params.spec:q} --run {params.run} "
         "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+# Quality against training compute: the weight snapshots that the main run of each model in
+# curves.models kept (run/snapshots/), each sampled and scored; resumable snapshot by snapshot.
+rule curve:
+    input:
+        run=rules.train.output.model,
+        summary=rules.train.output.summary,
+        classifier=rules.train_classifier.output.model,
+    output:
+        curve=P.curve_dir("{model}", "{seed}") + "/curve.json",
+    params:
+        spec=lambda w: spec(C.curve_spec(CFG, w.model, int(w.seed))),
+        run=lambda w: P.run_dir(w.model, w.seed),
+        out=lambda w: P.curve_dir(w.model, w.seed),
+    threads: JOB_THREADS
+    log:
+        f"{P.logs}/curve/{{model}}_seed{{seed}}.log",
+    benchmark:
+        f"{P.benchmarks}/curve/{{model}}_seed{{seed}}.tsv"
+    shell:
+        "{PY} -m genreview curve --spec {params.spec:q} --run {params.run} "
+        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"

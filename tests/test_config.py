@@ -185,6 +185,8 @@ def test_schema_matches_the_dataclasses():
     from genreview.probes import ProbeConfig
     assert set(settings["dynamics"]["properties"]) == _fields(DynamicsConfig)
     assert set(settings["probe"]["properties"]) == _fields(ProbeConfig) | {"models"}
+    from genreview.curves import CurvesConfig
+    assert set(settings["curves"]["properties"]) == _fields(CurvesConfig)
 
 
 def test_dataclass_defaults_are_valid_config():
@@ -218,3 +220,14 @@ def test_snakemake_stops_on_an_unknown_key(tmp_path):
     assert r.returncode != 0, "snakemake -n accepted a config with an unknown key"
     assert "unknown key 'hparams.vae.latnt_dim'" in out and "did you mean 'latent_dim'" in out, out[-3000:]
     assert "Traceback" not in out, f"the error should be a friendly message, not a traceback:\n{out[-3000:]}"
+
+
+def test_seeds_by_model_gives_a_model_its_own_seeds_and_names_a_wrong_model():
+    raw = load_raw_config()
+    raw.update(profile="smoke", seeds=[0], seeds_by_model={"vae": [0, 1, 2]})
+    cfg = C.resolve(raw)
+    assert C.model_seeds(cfg, "vae") == [0, 1, 2] and C.model_seeds(cfg, "dcgan") == [0]
+    assert C.summary_spec(cfg)["seeds_by_model"] == {"vae": [0, 1, 2]}
+    raw["seeds_by_model"] = {"vea": [0, 1]}
+    with pytest.raises(C.ConfigError, match="vea"):
+        C.resolve(raw)

@@ -162,3 +162,79 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path):
     with pytest.raises(InceptionWeightsMissing, match="eval.inception_weights"):
         check_inception_weights(str(tmp_path / "nope.pth"))
     check_inception_weights(None)  # not configured: nothing to check
+
+
+# --------------------------------------------------------------------------- FD and its extrapolation to N = infinity
+
+def test_frechet_distance_equals_torchmetrics_fd(tiny_classifier, reference, scores, real_test, real_train):
+    """Oracle: our Frechet distance on the classifier's features, at the full N, is torchmetrics' FD."""
+    from genreview.metrics import fd_curve, frechet_distance, gaussian
+
+    clf, _ = tiny_classifier
+    real = gaussian(features(clf, real_test).numpy())
+    for name, fake in (("train", real_train), ("noise", uniform_noise(N, (1, 28, 28), seed=3))):
+        feats = features(clf, fake).numpy()
+        ours = frechet_distance(*gaussian(feats), *real)
+        assert ours == pytest.approx(scores[name]["fd"], rel=1e-4, abs=1e-4), (name, ours, scores[name]["fd"])
+        # fd_infinity's curve at N, against the reference statistics Reference keeps, is the same number
+        at_n = fd_curve(feats, reference.real_mean, reference.real_cov, [N], seed=0)[0]
+        assert at_n == pytest.approx(scores[name]["fd"], rel=1e-4, abs=1e-4), (name, at_n)
+    assert np.isfinite(scores["train"]["fd_inf"]) and scores["noise"]["fd_inf"] > 10 * abs(scores["train"]["fd_inf"])
+
+
+def test_frechet_distance_closed_form():
+    """Against scipy's matrix square root for covariances that do not commute, and the closed form
+    |m1 - m2|^2 + sum (s1 - s2)^2 for diagonal ones."""
+    from scipy.linalg import sqrtm
+    from genreview.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    c1, c2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    m1, m2 = rng.normal(size=6), rng.normal(size=6)
+    want = float((m1 - m2) @ (m1 - m2) + np.trace(c1 + c2 - 2 * sqrtm(c1 @ c2).real))
+    assert frechet_distance(m1, c1, m2, c2) == pytest.approx(want, rel=1e-8)
+    s1, s2 = np.array([1.0, 2.0, 0.5]), np.array([1.5, 1.0, 0.5])
+    assert frechet_distance(np.ones(3), np.diag(s1 ** 2), np.zeros(3), np.diag(s2 ** 2)) == pytest.approx(
+        3 + ((s1 - s2) ** 2).sum(), rel=1e-10)
+
+
+def _fds(shift: float, seeds, d: int = 32, n: int = 1000):
+    """(FD_N, FD_inf) of n samples of N(shift e_1, I) against the exact N(0, I), for each seed."""
+    from genreview.metrics import fd_infinity, frechet_distance, gaussian
+
+    m = np.zeros(d)
+    m[0] = shift
+    out = []
+    for seed in seeds:
+        x = np.random.default_rng(seed).normal(size=(n, d)) + m
+        out.append((frechet_distance(*gaussian(x), np.zeros(d), np.eye(d)),
+                    fd_infinity(x, np.zeros(d), np.eye(d), seed=0)["fd_inf"]))
+    return np.array(out)
+
+
+def test_fd_infinity_removes_the_finite_sample_bias():
+    """Chong and Forsyth (2020): FD_N overestimates the distance by about k/N; the extrapolation to 1/N = 0
+    recovers it. Equal Gaussians (true FD 0): every FD_N is clearly positive, every FD_inf near 0. Means
+    one unit apart (true FD 1): FD_N above 1 on average by the bias, FD_inf within a quarter of it."""
+    same = _fds(0.0, range(4))
+    assert (same[:, 0] > 0.2).all(), same
+    assert (np.abs(same[:, 1]) < 0.15 * same[:, 0]).all(), f"FD_inf of equal Gaussians: {same[:, 1]}"
+    apart = _fds(1.0, range(6))
+    bias = apart[:, 0].mean() - 1.0
+    assert (apart[:, 0] > 1.0).all() and bias > 0.2, apart
+    assert abs(apart[:, 1].mean() - 1.0) < 0.25 * bias, f"mean FD_inf {apart[:, 1].mean():.3f}, true 1, bias {bias:.3f}"
+
+
+def test_fd_infinity_is_deterministic_and_needs_enough_samples():
+    from genreview.metrics import FD_INF_PER_DIM, fd_infinity, fd_sizes
+
+    x = np.random.default_rng(0).normal(size=(400, 8))
+    a, b = (fd_infinity(x, np.zeros(8), np.eye(8), seed=5) for _ in range(2))
+    assert a == b and a["fd_inf_slope"] > 0, a
+    assert fd_infinity(x, np.zeros(8), np.eye(8), seed=6)["fd_inf"] != a["fd_inf"], "the seed picks the subsets"
+    sizes = fd_sizes(2000, 128)
+    assert sizes[-1] == 2000 and sizes[0] == 2 * 128 and len(sizes) == 15
+    assert np.allclose(np.diff(1 / sizes), np.diff(1 / sizes)[0], rtol=0.05, atol=2e-6), "not even in 1/N"
+    few = np.random.default_rng(0).normal(size=(FD_INF_PER_DIM * 8 - 1, 8))
+    assert fd_infinity(few, np.zeros(8), np.eye(8), seed=0) == {"fd_inf": None, "fd_inf_slope": None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 import shutil
 from pathlib import Path
@@ -12,12 +13,14 @@ import pytest
 import torch
 
 from genreview import config as C
+from genreview import provenance as prov
 from genreview.latex import LatexError, build_pdf
 from genreview.models import DISPLAY, REGISTRY, build
 from genreview.render import RenderError, render, tex_escape
 from genreview.report import compare, fmt, pm
 from genreview.summary import METRICS, TRAIN_METRICS, collect
 from genreview.tables import QUALITY
+from genreview.claims import write_claims
 from genreview.utils import save_json
 
 from conftest import REPO, load_raw_config, smoke_hparams
@@ -69,8 +72,11 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
             else:
                 run.update({k: 0.5 + 0.1 * i + 0.01 * j + 0.001 * s for j, k in enumerate(METRICS)
                             if k != "fid_inception"})
-                run.update(fd=12.5 * (i + 1) + s, nfe=1 if m != "ddpm" else 50, kid_std=0.01, is_std=0.1, n=100,
+                run.update(fd=12.5 * (i + 1) + s, nfe=1 if m != "ddpm" else 50, kid_std=0.01, is_std=0.1,
+                           n=C.eval_config(cfg)["n_samples_by_model"].get(m, 100),
                            sample_batch=256, sample_precision="fp32", class_histogram=[0.1] * 10)
+                # FD extrapolated to infinite N lies below FD; the second model's far below (the ranking changes)
+                run.update(fd_inf=run["fd"] - (20.0 if i == 1 else 0.4), fd_inf_slope=40.0)
                 if hasattr(REGISTRY[m][0], "truncation_sweep"):
                     run["truncation"] = [{"psi": p, "n": 25, "fd": 20.0 - 5 * p, "precision": 0.9 - 0.3 * p,
                                           "recall": 0.1 + 0.4 * p, "density": 1.0, "coverage": 0.5}
@@ -79,6 +85,7 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
             save_json(run, files[-1])
     side = {k: 0.3 + 0.01 * j for j, k in enumerate(QUALITY_KEYS)}
     ref = {"floor": {**side, "fd": 0.61, "kid_std": 0.001, "is_std": 0.1, "n": 100,
+                     "fd_inf": 0.21, "fd_inf_slope": 40.0, "fd_inf_sizes": 15, "fd_inf_n_min": 13, "fd_inf_draws": 10,
                      "class_histogram": [0.1] * 10},
            "ceiling": {**side, "fd": 361.6, "is": 1.08, "kid_std": 0.5, "is_std": 0.01, "n": 100},
            "n_samples": 100, "n_reference": 500, "device": "Test CPU (1 threads)"}
@@ -90,10 +97,12 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
     save_json(manifest, tmp / "manifest.json")
     sweeps, guidance = _study_files(tmp, cfg, seeds, diverged)
     dynamics, probes = _gan_study_files(tmp, cfg, seeds, diverged)
+    curves = _curve_files(tmp, cfg, seeds, diverged)
     args = {"cfg": C.summary_spec(cfg), "metrics_files": [str(f) for f in files],
             "reference": str(tmp / "reference.json"), "classifier": str(tmp / "classifier.json"),
             "manifest": str(tmp / "manifest.json"), "out": str(tmp / "summary.json"),
-            "sweep_files": sweeps, "guidance_files": guidance, "dynamics_files": dynamics, "probe_files": probes}
+            "sweep_files": sweeps, "guidance_files": guidance, "dynamics_files": dynamics, "probe_files": probes,
+            "curve_files": curves}
     params = inspect.signature(collect).parameters  # the manifest argument is recent; pass what collect takes
     collect(**{k: v for k, v in args.items() if k in params})
     return tmp / "summary.json"
@@ -182,13 +191,67 @@ def _gan_study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], 
     return dynamics, probes
 
 
+def _curve_files(tmp: Path, cfg: dict, seeds, diverged) -> list[str]:
+    """Fake curve.json files shaped like `curves.curve_run` writes. FD (as a multiple of the threshold)
+    falls with training: the first curve model reaches the threshold between snapshots and ends lowest,
+    the second reaches it at its first snapshot but ends higher (a reversal that fixed budgets hide), the
+    third never does; a diverged model's curve stops after two snapshots."""
+    files = []
+    threshold = C.curves_config(cfg)["threshold"]
+    shapes = [(1.8, 1.2, 0.5), (0.95, 0.9, 0.85), (2.0, 1.8, 1.5)]
+    for i, m in enumerate(C.curve_models(cfg)):
+        for s in seeds:
+            rows = []
+            for j, step in enumerate((4, 20, 100)):
+                if m in diverged and j >= 2:
+                    break
+                fd = threshold * shapes[i % 3][j] + 0.5 * s
+                rows.append({"step": step, "images": 128 * step, "wall": (2.0 + i) * step * (1 + 0.1 * s), "fd": fd,
+                             "kid": fd / 1e3, "kid_std": 1e-4, "is": 3.0, "is_std": 0.1, "precision": 0.6,
+                             "recall": 0.4, "density": 0.8, "coverage": 0.5, "n": 64, "sample_ms": 0.5 + i,
+                             "key": "0" * 16})
+            files.append(str(tmp / f"curve_{m}_seed{s}.json"))
+            save_json({"model": m, "seed": s, "status": "diverged" if m in diverged else "ok", "n": 64,
+                       "threshold": threshold, "sampler": "ddim" if m == "ddpm" else "native",
+                       "sampler_steps": 5 if m == "ddpm" else None, "nfe": 5 if m == "ddpm" else 1,
+                       "planned_steps": 100, "train_seconds": 300.0, "rows": rows}, files[-1])
+    return files
+
+
 LEFTOVERS = [(re.compile(r"\\VAR\{"), "an unrendered \\VAR{"), (re.compile(r"\\BLOCK\{"), "an unrendered \\BLOCK{"),
              (re.compile(r"\bNone\b"), "Python's None"), (re.compile(r"(?<!\\)\bnan\b"), "a nan"),
              (re.compile(r"(?<!\\)\binf\b"), "an inf"), (re.compile(r"Undefined"), "a jinja Undefined")]
 
 
-def _render(tmp: Path, summary: Path, templates: Path = PAPER) -> list[Path]:
-    return render(templates, summary, tmp / "build" / "paper", tmp / "figures", tmp / "tables")
+def make_provenance(tmp: Path, gpu: bool = False) -> Path:
+    """provenance.json built by the real `provenance.build` from two fake benchmark files and one that is
+    missing, with a fixed fake machine (with or without a GPU)."""
+    bench = tmp / "benchmarks"
+    (bench / "train").mkdir(parents=True, exist_ok=True)
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (bench / "train" / "vae_seed0.tsv").write_text(head + "121.06\t0:02:01\t1007.36\t3823\t604\t804\t49\t61\t9\t5\n")
+    (bench / "summarize.tsv").write_text(head + "4.19\t0:00:04\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    files = {"train": [str(bench / "train" / "vae_seed0.tsv"), str(bench / "train" / "dcgan_seed0.tsv")],
+             "summarize": [str(bench / "summarize.tsv")]}
+    raw = load_raw_config()
+    raw["profile"] = "smoke"
+    record = prov.build(C.resolve(raw), files)
+    record["hardware"] = {"cpu": "Test CPU_x 2.0GHz", "machine": "x86_64", "cores": 2, "cores_available": 1,
+                          "ram_gib": 7.5, "gpu": "Test GPU" if gpu else "none", "gpu_memory_gib": 16.0 if gpu else None}
+    save_json(record, tmp / "provenance.json")
+    return tmp / "provenance.json"
+
+
+def _render(tmp: Path, summary: Path, templates: Path = PAPER, provenance: str | None = "cpu") -> list[Path]:
+    """Render as the pipeline does: the claims ledger evaluated first (rule claims), then the templates,
+    with a fake provenance record ("cpu", "gpu"; None: without one)."""
+    claims = None
+    if (templates / "claims.yaml").exists():
+        claims = tmp / "claims.json"
+        write_claims(summary, templates / "claims.yaml", claims, tmp / "tables")
+    record = make_provenance(tmp / "provenance", gpu=provenance == "gpu") if provenance else None
+    return render(templates, summary, tmp / "build" / "paper", tmp / "figures", tmp / "tables", claims=claims,
+                  provenance=record)
 
 
 DIVERGENCE = "loss nan at step 17"  # as the trainer words it; the paper may quote it
@@ -203,12 +266,15 @@ def _check_clean(paths):
                 assert not pattern.search(line), f"{p.name}:{n} holds {what}: {line!r}"
 
 
-@pytest.mark.parametrize("case", ["all models, two seeds", "one seed", "one model diverged", "only the vae"])
+@pytest.mark.parametrize("case", ["all models, two seeds", "one seed", "one model diverged", "only the vae",
+                                  "no provenance record", "a GPU"])
 def test_templates_render_without_leftovers(case, tmp_path):
     kwargs = {"all models, two seeds": {}, "one seed": {"seeds": (0,)}, "one model diverged": {"diverged": ("dcgan",)},
-              "only the vae": {"models": ("vae",)}}[case]
+              "only the vae": {"models": ("vae",)}, "no provenance record": {"seeds": (0,)},
+              "a GPU": {"seeds": (0,)}}[case]
+    provenance = {"no provenance record": None, "a GPU": "gpu"}.get(case, "cpu")
     summary = make_summary(tmp_path / "results", **kwargs)
-    written = _render(tmp_path, summary)
+    written = _render(tmp_path, summary, provenance=provenance)
     templates = sorted(p.relative_to(PAPER) for p in PAPER.rglob("*.tex.j2"))
     tex = sorted(p.relative_to(tmp_path / "build" / "paper") for p in written if p.suffix == ".tex")
     assert tex == [t.with_suffix("") for t in templates], "every template gives one .tex file"
@@ -219,6 +285,15 @@ def test_templates_render_without_leftovers(case, tmp_path):
     _check_clean(written)
     main = (tmp_path / "build" / "paper" / "main.tex").read_text()
     assert "smoke" in main, "the rendered paper does not name its build profile"
+    appendix = (tmp_path / "build" / "paper" / "sections" / "appendix.tex").read_text()
+    assert ("tab:compute" in appendix) == (provenance is not None), "the appendix's tables follow the record"
+    if provenance:
+        record = json.loads((tmp_path / "provenance" / "provenance.json").read_text())
+        assert record["total"]["n_jobs"] == 2 and len(record["missing"]) == 1, record
+        assert record["config_hash"] in appendix and r"Test CPU\_x" in appendix, appendix
+        assert ("Test GPU" in appendix) == (provenance == "gpu")
+        assert ("without a GPU" in appendix) == (provenance != "gpu")
+        assert "1 job left no benchmark file" in " ".join(appendix.split()), "the missing benchmark is not stated"
 
 
 def _prose(tex: str) -> str:
@@ -306,6 +381,41 @@ def test_number_formatting():
     assert pm(st(12.3456, 1.56, 3), math_mode=False) == r"12.3 \pm 1.6"
     assert pm(st(0.002, 0.0004, 2), scale=1e3) == r"$2.00 \pm 0.40$"
     assert pm({"mean": None, "std": None, "n": 0}) == "n/a" and pm({}) == "n/a"
+
+
+def test_column_decimals():
+    from genreview.report import column_decimals
+
+    assert column_decimals([0.62, st(130.8), 361.6, None]) == 2, "two significant digits of the smallest value"
+    assert column_decimals([st(45.3, 0.0123, 3), 0.62]) == 3, "two significant digits of the smallest spread"
+    assert column_decimals([-0.0054, 9.4], scale=1e3) == 1 and column_decimals([0.0, 12.0]) == 0
+    assert column_decimals([1e-9]) == 3 and column_decimals([1e-9], max_decimals=5) == 5 and column_decimals([]) == 0
+
+
+def _decimals_of(cell: str) -> set[int]:
+    return {len(x.split(".")[1]) if "." in x else 0 for x in re.findall(r"-?\d+(?:\.\d+)?", cell)}
+
+
+def test_results_and_cost_tables_align_decimals_and_state_n(tmp_path):
+    """Every number of a results or cost table column has the same decimals; FD's header names N, and a model
+    scored at another N (PixelCNN in the smoke config) is marked; FD extrapolated to infinite N and KID follow FD."""
+    from genreview.tables import OTHER_N, cost_table, results_table
+
+    summary = json.loads(make_summary(tmp_path / "results").read_text())
+    df = results_table(summary)
+    cols = list(df.columns)
+    assert cols[1] == "FD ($N{=}100$) $\\downarrow$", cols
+    assert cols[2].startswith("FD$_\\infty$") and cols[3].startswith("KID"), cols
+    pixelcnn = df[df["Model"] == "PixelCNN"].iloc[0]
+    assert pixelcnn[cols[1]].endswith(OTHER_N) and pixelcnn["$N$"] == "50", pixelcnn.tolist()
+    assert not df[df["Model"] == "VAE"].iloc[0][cols[1]].endswith(OTHER_N)
+    assert df[df["Model"] == "VAE"].iloc[0]["Seeds"] == "2/2"
+    for table, skip in ((df, {"Model", "$N$", "Seeds"}), (cost_table(summary), {"Model", "Train time", "NFE"})):
+        for col in table.columns:
+            if col in skip:
+                continue
+            found = set().union(*(_decimals_of(c.replace(OTHER_N, "")) for c in table[col] if c != "n/a"))
+            assert len(found) == 1, f"column {col!r} mixes decimals {found}: {table[col].tolist()}"
 
 
 # --------------------------------------------------------------------------- LaTeX errors

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ import pytest
 from genreview.models import DISPLAY
 from genreview.paths import Paths
 from genreview.report import fmt, pm
-from genreview.tables import QUALITY
+from genreview.tables import OTHER_N, QUALITY, quality_columns
 
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 
@@ -35,7 +36,8 @@ P = Paths("smoke")
 
 
 def _snakemake(workdir: Path, *args: str, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
-    cmd = snakemake_cmd("--cores", CORES, "--max-threads", MAX_THREADS, "--config", "profile=smoke", *args)
+    # Targets and flags before --config: it takes every word after it up to the next flag.
+    cmd = snakemake_cmd(*args, "--cores", CORES, "--max-threads", MAX_THREADS, "--config", "profile=smoke")
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=snakemake_env())
 
 
@@ -126,24 +128,32 @@ def _spec(q):
 
 
 def _as_text(cell: str) -> str:
-    """What pdftotext shows for a cell written by fmt/pm ($a \\pm b$ -> 'a ± b')."""
-    return cell.replace("$", "").replace(r" \pm ", " ± ")
+    """What pdftotext shows for a cell written by fmt/pm ($a \\pm b$ -> 'a ± b'; the other-N mark -> '†')."""
+    return cell.replace(OTHER_N, "\u2020").replace("$", "").replace(r" \pm ", " ± ")
+
+
+def _side(value, s, kw) -> str:
+    return fmt(value * s, **kw) if value is not None else "n/a"
 
 
 def _expected_rows(summary: dict, reference: dict) -> list[list[str]]:
-    specs = [_spec(q) for q in QUALITY]
-    rows = [["Real data (floor)", *[fmt(reference["floor"][k] * s, **kw) for k, s, kw in specs]]]
+    """Table 1 as the results files give it, each column at the decimals the table chose for it
+    (tables.quality_columns), an FD measured at a model's own N marked."""
+    specs = [_spec(q) for q in quality_columns(summary)]
+    rows = [["Real data (floor)", *[_side(reference["floor"].get(k), s, kw) for k, s, kw in specs]]]
     for name in summary["order"]:
         m = summary["models"][name]
-        rows.append([m["display"], *[_as_text(pm(m["metrics"][k], scale=s, **kw)) for k, s, kw in specs],
-                     f"{m['n_ok']}/{m['n_seeds']}"])
-    rows.append(["Uniform noise (ceiling)", *[fmt(reference["ceiling"][k] * s, **kw) for k, s, kw in specs]])
+        cells = [_as_text(pm(m["metrics"].get(k), scale=s, **kw)) for k, s, kw in specs]
+        if m["metrics"]["n"]["mean"] != summary["n_samples"]:
+            cells[0] += _as_text(OTHER_N)
+        rows.append([m["display"], *cells, f"{m['n_ok']}/{m['n_seeds']}"])
+    rows.append(["Uniform noise (ceiling)", *[_side(reference["ceiling"].get(k), s, kw) for k, s, kw in specs]])
     return rows
 
 
 def _formatted_values(summary: dict, reference: dict) -> set[str]:
     """Every number in the results files, formatted the ways the paper formats numbers."""
-    specs = [_spec(q) for q in QUALITY] + [(None, 1.0, {})]
+    specs = [_spec(q) for q in QUALITY + quality_columns(summary)] + [(None, 1.0, {})]
     out: set[str] = set()
 
     def walk(node):
@@ -189,8 +199,9 @@ def test_table_values_come_from_the_run(pipeline):
     assert s["reference"] == ref
     for name in s["order"]:
         metrics = json.loads((pipeline.dir / P.eval_dir(name, 0) / "metrics.json").read_text())
-        for key in [q[0] for q in QUALITY]:
-            assert s["models"][name]["metrics"][key]["values"] == [metrics[key]], f"{name} {key}"
+        for key in [q[0] for q in QUALITY]:  # a metric that could not be computed (None) has no value
+            assert s["models"][name]["metrics"][key]["values"] == [v for v in [metrics[key]] if v is not None], (
+                f"{name} {key}")
     assert ref["floor"]["fd"] < ref["ceiling"]["fd"], "real images must score better than uniform noise"
 
 
@@ -221,3 +232,80 @@ def test_editing_a_template_reruns_only_render_and_latex(pipeline):
     after = {p: p.stat().st_mtime_ns for p in (wd / P.results).rglob("*") if p.is_file()}
     assert before == after, "a template edit touched results files"
     assert marker in " ".join(_pdftotext(pipeline.pdf).split()), "the edited text did not reach the PDF"
+
+
+# --------------------------------------------------------------------------- a reviewer's re-run
+
+def test_reproduce_the_same_seed_lands_with_identical_numbers(pipeline):
+    wd, model = pipeline.dir, "gmm"  # the cheapest model
+    paper_runs = [wd / P.run_dir(model, 0), wd / P.eval_dir(model, 0), wd / P.summary]
+    before = {p: p.stat().st_mtime_ns for d in paper_runs for p in ([d] if d.is_file() else d.rglob("*"))}
+    target = f"{P.reproduce_dir(model, 0)}/report.json"
+    r = _snakemake(wd, target, timeout=600)
+    assert r.returncode == 0, _explain(wd, r)
+    ran = _rules_in(r.stdout + r.stderr)
+    assert "reproduce" in ran and not ran & {"train", "evaluate", "summarize"}, f"ran {ran}: the paper's runs reran"
+    report = json.loads((wd / target).read_text())
+    assert report["verdict"] == "lands" and report["same_seed"], report["metrics"]
+    assert report["identical"] is True, f"same seed, machine and profile, yet {report['differing']} differ"
+    assert "Verdict: lands" in r.stdout + r.stderr, "the job prints report.md"
+    after = {p: p.stat().st_mtime_ns for d in paper_runs for p in ([d] if d.is_file() else d.rglob("*"))}
+    assert before == after, "the re-run touched the paper's runs"
+
+
+# --------------------------------------------------------------------------- delivering the paper
+
+def test_provenance_records_every_compute_job(pipeline):
+    wd = pipeline.dir
+    record = json.loads((wd / P.provenance).read_text())
+    assert record["profile"] == "smoke" and re.fullmatch(r"[0-9a-f]{64}", record["config_sha256"]), record
+    assert record["config_hash"] == record["config_sha256"][:len(record["config_hash"])]
+    assert record["hardware"]["cores"] >= 1 and record["hardware"]["gpu"], record["hardware"]
+    rules = {r["rule"]: r for r in record["rules"]}
+    n_runs = len(pipeline.summary["order"]) + len(pipeline.summary["translation"])
+    assert rules["train"]["n_jobs"] == rules["evaluate"]["n_jobs"] == n_runs, {k: r["n_jobs"] for k, r in rules.items()}
+    assert {"prepare_data", "train_classifier", "reference", "sweep", "dynamics", "summarize"} <= set(rules)
+    assert not set(rules) & {"figures", "tables", "claims", "render", "latex", "provenance", "arxiv"}, (
+        "presentation rules run after the record and must not be in it")
+    assert record["missing"] == [], f"compute jobs without a benchmark file: {record['missing']}"
+    vae = next(j for j in rules["train"]["jobs"] if j["job"] == "vae_seed0")
+    bench = (wd / P.benchmarks / "train" / "vae_seed0.tsv").read_text().splitlines()
+    assert vae["wall_s"] == pytest.approx(float(bench[1].split("\t")[0])), "the wall time is the benchmark file's"
+    assert record["total"]["wall_s"] == pytest.approx(sum(r["wall_s"] for r in record["rules"]))
+    appendix = " ".join(_pdftotext(pipeline.pdf).split())
+    assert "Provenance" in appendix and record["config_hash"] in appendix, "the appendix does not print the record"
+
+
+def test_arxiv_tarball_compiles_on_its_own(pipeline, tmp_path):
+    wd = pipeline.dir
+    r = _snakemake(wd, "arxiv", timeout=300)
+    assert r.returncode == 0, _explain(wd, r)
+    with tarfile.open(wd / P.arxiv, "r:gz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "arxiv", filter="data")
+    assert "main.tex" in names and "main.bbl" in names, names
+    assert not [n for n in names if n.rsplit(".", 1)[-1] in ("log", "aux", "blg", "fls", "fdb_latexmk", "pdf")
+                and not n.startswith("figures/")], f"build litter in the tarball: {names}"
+    figures = [n for n in names if n.startswith("figures/")]
+    assert "figures/samples.pdf" in figures and all((wd / P.figures / n.split("/", 1)[1]).exists() for n in figures)
+    assert any(n.startswith("tables/") for n in names), names
+    for n in names:
+        if n.endswith(".tex"):
+            assert "../" not in (tmp_path / "arxiv" / n).read_text(), f"{n} points outside the tarball"
+    src = tmp_path / "arxiv"
+    latex = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "main.tex"], cwd=src,
+                           capture_output=True, text=True, timeout=300)
+    assert latex.returncode == 0, latex.stdout[-3000:] + (src / "main.log").read_text(errors="replace")[-3000:]
+    text = " ".join(_pdftotext(src / "main.pdf").split())
+    assert CAPTION in text and "Provenance" in text, "the tarball's PDF lacks Table 1 or the appendix"
+    assert "[?]" not in text, "unresolved citations: the .bbl was not used"
+
+
+def test_snakemake_report_shows_the_figures(pipeline):
+    wd = pipeline.dir
+    report = wd / P.report
+    report.parent.mkdir(parents=True, exist_ok=True)
+    r = _snakemake(wd, "--report", str(report), timeout=300)
+    assert r.returncode == 0, _explain(wd, r)
+    html = report.read_text(errors="replace")
+    assert "samples.pdf" in html and "provenance.json" in html, "the report lacks the figures or the record"

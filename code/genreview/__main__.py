@@ -34,17 +34,25 @@ def _spec(args, kind: str) -> dict:
         return C.dynamics_spec(cfg, args.model, args.seed)
     if kind == "probe":
         return C.probe_spec(cfg, args.model, args.seed)
+    if kind == "curve":
+        return C.curve_spec(cfg, args.model, args.seed)
+    if kind == "reproduce":
+        return C.reproduce_spec(cfg, args.model, args.seed)
     if kind == "classifier":
         return C.classifier_spec(cfg)
     if kind == "reference":
         return C.reference_spec(cfg)
     if kind == "data":
         return C.data_spec(cfg)
+    if kind == "config":  # the whole resolved config (provenance hashes it)
+        return cfg
     return C.summary_spec(cfg)
 
 
 # Errors that mean bad input: shown as one clear message, without a traceback.
-USER_ERRORS = {"ConfigError", "DataError", "LatexError", "RenderError", "InceptionWeightsMissing"}
+USER_ERRORS = {"ConfigError", "DataError", "LatexError", "RenderError", "InceptionWeightsMissing", "LedgerError"}
+USER_ERRORS |= {"ReproduceError"}  # reproduce: a model missing from the summary, or a diverged run
+USER_ERRORS |= {"ArxivError", "ProvenanceError"}  # the paper not built yet; no benchmark files
 
 
 def main(argv=None) -> int:
@@ -77,7 +85,8 @@ def main(argv=None) -> int:
     s.add_argument("--out", required=True)
     for name, help_ in (("sweep", "FD against network evaluations: each sampler at each step count"),
                         ("guidance", "classifier-free guidance: FD and conditional accuracy per weight"),
-                        ("probe", "GAN inversion vs. encoder, linear probe, perceptual path length")):
+                        ("probe", "GAN inversion vs. encoder, linear probe, perceptual path length"),
+                        ("curve", "FD of the weight snapshots a run kept: quality against training compute")):
         s = step(name, help_)
         s.add_argument("--model")
         s.add_argument("--seed", type=int, default=0)
@@ -89,6 +98,12 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
+    s = step("reproduce", "re-run one model at one seed; does it land within the paper's spread?")
+    s.add_argument("--model", required=False)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--summary", required=True, help="the paper's results/<profile>/summary.json")
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--out", required=True, help="results/<profile>/reproduce/<model>/seed<k>")
     s = step("reference", "score real data (floor) and noise (ceiling)")
     s.add_argument("--classifier", required=True)
     s.add_argument("--out", required=True)
@@ -98,6 +113,7 @@ def main(argv=None) -> int:
     s.add_argument("--guidance", nargs="*", default=[])
     s.add_argument("--dynamics", nargs="*", default=[])
     s.add_argument("--probes", nargs="*", default=[])
+    s.add_argument("--curves", nargs="*", default=[])
     s.add_argument("--reference", required=True)
     s.add_argument("--classifier", required=True)
     s.add_argument("--manifest", required=True)
@@ -115,7 +131,14 @@ def main(argv=None) -> int:
     s = sub.add_parser("tables", help="write the LaTeX tables from the summary")
     s.add_argument("--summary", required=True)
     s.add_argument("--out", required=True)
+    s = sub.add_parser("claims", help="test the claims ledger against the summary: verdicts and their tables")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--ledger", default="paper/claims.yaml")
+    s.add_argument("--out", required=True, help="results/<profile>/claims.json")
+    s.add_argument("--tables", required=True, help="folder for claims.tex and comparison.tex")
     s = sub.add_parser("render", help="render the paper's templates")
+    s.add_argument("--claims", help="results/<profile>/claims.json (the ledger's verdicts)")
+    s.add_argument("--provenance", help="results/<profile>/provenance.json (the templates' `prov`)")
     s.add_argument("--templates", default="paper")
     s.add_argument("--summary", required=True)
     s.add_argument("--figures", default="figures")
@@ -124,6 +147,15 @@ def main(argv=None) -> int:
     s = sub.add_parser("latex", help="build the PDF with latexmk")
     s.add_argument("--dir", required=True)
     s.add_argument("--out", required=True)
+    s = step("provenance", "record commit, config hash, hardware, versions, and time and memory of every compute job")
+    s.add_argument("--benchmarks", help="JSON: rule -> its jobs' benchmark files (as the Snakefile passes them)")
+    s.add_argument("--benchmark-dir", help="or a benchmarks/<profile> folder, read for the compute rules "
+                                           "(default: the profile's)")
+    s.add_argument("--out", required=True, help="results/<profile>/provenance.json")
+    s = sub.add_parser("arxiv", help="package the built paper (tex, .bbl, figures, tables) for arXiv")
+    s.add_argument("--dir", default="build/paper", help="the rendered paper, after latexmk")
+    s.add_argument("--main", default="main.tex")
+    s.add_argument("--out", required=True, help="build/<profile>/arxiv.tar.gz")
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -163,13 +195,19 @@ def _run(args) -> int:
     elif args.cmd == "probe":
         from .probes import probe_run
         probe_run(_spec(args, "probe"), args.run, args.classifier, args.out, args.threads)
+    elif args.cmd == "curve":
+        from .curves import curve_run
+        curve_run(_spec(args, "curve"), args.run, args.classifier, args.out, args.threads)
+    elif args.cmd == "reproduce":
+        from .reproduce import reproduce
+        reproduce(_spec(args, "reproduce"), args.summary, args.classifier, args.out, args.threads)
     elif args.cmd == "reference":
         from .evaluate import reference
         reference(_spec(args, "reference"), args.classifier, args.out, args.threads)
     elif args.cmd == "summarize":
         from .summary import collect
         collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out,
-                args.sweeps, args.guidance, args.dynamics, args.probes)
+                args.sweeps, args.guidance, args.dynamics, args.probes, args.curves)
     elif args.cmd == "figures":
         from .figures import make_figures
         make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out,
@@ -178,12 +216,26 @@ def _run(args) -> int:
     elif args.cmd == "tables":
         from .tables import write_tables
         write_tables(json.loads(open(args.summary).read()), args.out)
+    elif args.cmd == "claims":
+        from .claims import write_claims
+        write_claims(args.summary, args.ledger, args.out, args.tables)
     elif args.cmd == "render":
         from .render import render
-        render(args.templates, args.summary, args.out, args.figures, args.tables)
+        render(args.templates, args.summary, args.out, args.figures, args.tables, claims=args.claims,
+               provenance=args.provenance)
     elif args.cmd == "latex":
         from .latex import build_pdf
         build_pdf(args.dir, args.out)
+    elif args.cmd == "provenance":
+        from . import provenance as prov
+        from .paths import Paths
+        cfg = _spec(args, "config")
+        files = (json.loads(args.benchmarks) if args.benchmarks else
+                 prov.benchmark_files(args.benchmark_dir or Paths(cfg["profile"]).benchmarks))
+        prov.write(cfg, files, args.out)
+    elif args.cmd == "arxiv":
+        from .arxiv import build
+        build(args.dir, args.out, args.main)
     return 0
 
 

@@ -138,17 +138,27 @@ def data_spec(cfg: dict) -> dict:
     return {"dataset": cfg["dataset"], "data_root": cfg["data"]["root"], "debian_dir": cfg["data"]["debian_dir"]}
 
 
+def model_seeds(cfg: dict, model: str) -> list[int]:
+    """The seeds of one model's main runs: seeds_by_model[model] where given, else seeds."""
+    return list(cfg.get("seeds_by_model", {}).get(model, cfg["seeds"]))
+
+
 def summary_spec(cfg: dict) -> dict:
     return {"profile": cfg["profile"], "dataset": cfg["dataset"], "models": cfg["models"], "seeds": cfg["seeds"],
+            "seeds_by_model": {m: model_seeds(cfg, m) for m in cfg["models"] if model_seeds(cfg, m) != cfg["seeds"]},
             "eval": eval_config(cfg), "sweep": sweep_config(cfg), "guidance": guidance_config(cfg),
-            "dynamics": dynamics_config(cfg), "probe": probe_config(cfg)}
+            "dynamics": dynamics_config(cfg), "probe": probe_config(cfg), "curves": curves_config(cfg)}
 
 
 def classifier_spec(cfg: dict) -> dict:
     return {**_base(cfg), "seed": 0, "classifier": dataclasses.asdict(ClassifierConfig(**cfg.get("classifier", {})))}
 
 
-def train_spec(cfg: dict, model: str, seed: int) -> dict:
+def train_spec(cfg: dict, model: str, seed: int, snapshots: bool = True) -> dict:
+    """What one training run depends on. A model of `curve_models` keeps curves.snapshots weight
+    snapshots (snapshots=False, for the dynamics study's short runs, keeps none); `train.snapshots` is
+    left out of the spec when it is 0, so that the specs (and run ids) of runs without snapshots stay
+    what they were before snapshots existed."""
     over = cfg.get("hparams", {}).get(model, {})
     train = {**cfg.get("train", {}), **{k: v for k, v in over.items() if k in _TRAIN_FIELDS}}
     hparams = {k: v for k, v in over.items() if k not in _TRAIN_FIELDS}
@@ -157,8 +167,15 @@ def train_spec(cfg: dict, model: str, seed: int) -> dict:
         model_cfg = cfg_cls(**hparams)
     except ValueError as e:
         raise ConfigError(f"config.yaml: hparams.{model}: {e}") from e
+    train = dataclasses.asdict(TrainConfig(**train))
+    if not snapshots:
+        train["snapshots"] = 0
+    elif model in curve_models(cfg):
+        train["snapshots"] = curves_config(cfg)["snapshots"]
+    if not train["snapshots"]:
+        del train["snapshots"]
     return {**_base(cfg), "model": model, "seed": int(seed),
-            "hparams": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(TrainConfig(**train))}
+            "hparams": dataclasses.asdict(model_cfg), "train": train}
 
 
 def eval_config(cfg: dict) -> dict:
@@ -225,9 +242,56 @@ def probe_models(cfg: dict) -> list[str]:
 
 def dynamics_spec(cfg: dict, model: str, seed: int) -> dict:
     # the short runs are scored in the domain classifier's features only (no Inception FID on every run)
-    return {**_base(cfg), "model": model, "seed": int(seed), "train_spec": train_spec(cfg, model, seed),
+    return {**_base(cfg), "model": model, "seed": int(seed), "train_spec": train_spec(cfg, model, seed, False),
             "eval": {**eval_config(cfg), "inception_weights": None}, "dynamics": dynamics_config(cfg)}
 
 
 def probe_spec(cfg: dict, model: str, seed: int) -> dict:
     return {**eval_spec(cfg, model, seed), "probe": probe_config(cfg)}
+
+
+def curves_config(cfg: dict) -> dict:
+    from .curves import CurvesConfig
+    return dataclasses.asdict(CurvesConfig(**cfg.get("curves", {})))
+
+
+def curve_models(cfg: dict) -> list[str]:
+    """The built models that the quality-against-compute curves cover, in `models` order. Only models
+    trained by gradient steps keep snapshots, and only models that draw samples can be scored."""
+    from .models import DISPLAY
+
+    models = [m for m in cfg["models"] if m in curves_config(cfg)["models"]]
+    for m in models:
+        if REGISTRY[m][0].classical:
+            raise ConfigError(f"config.yaml: curves.models lists {m}, which is fitted in one call by its own "
+                              f"algorithm and keeps no snapshots: remove it from curves.models")
+        if DISPLAY[m][1] == "translation":
+            raise ConfigError(f"config.yaml: curves.models lists {m}, an image-to-image model that draws no "
+                              f"samples to score: remove it from curves.models")
+    return models
+
+
+def curve_spec(cfg: dict, model: str, seed: int) -> dict:
+    # like the dynamics study's runs, the snapshots are scored in the domain classifier's features only
+    return {**_base(cfg), "model": model, "seed": int(seed), "eval": {**eval_config(cfg), "inception_weights": None},
+            "curves": curves_config(cfg)}
+
+
+def reproduce_config(cfg: dict) -> dict:
+    from .reproduce import ReproduceConfig
+    return dataclasses.asdict(ReproduceConfig(**cfg.get("reproduce", {})))
+
+
+def reproduce_spec(cfg: dict, model: str, seed: int) -> dict:
+    """A reviewer's re-run of one model at one seed: the train and eval specs of the paper's runs (so the
+    same seed repeats the same computation), the verdict's tolerances, and the resolved config's hash (the
+    provenance record's, so that it can be compared with the paper's)."""
+    from .provenance import config_hash
+
+    if model not in REGISTRY:
+        close = difflib.get_close_matches(model, list(REGISTRY), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"reproduce: unknown model '{model}'{hint}; the models are {', '.join(REGISTRY)}")
+    return {"profile": cfg["profile"], "model": model, "seed": int(seed),
+            "train": train_spec(cfg, model, seed), "eval": eval_spec(cfg, model, seed),
+            "reproduce": reproduce_config(cfg), "config_hash": config_hash(cfg)}

@@ -14,7 +14,7 @@ from torchvision.utils import make_grid  # noqa: E402
 
 from . import data as D  # noqa: E402
 from .report import fmt  # noqa: E402
-from .models import REGISTRY  # noqa: E402
+from .models import DISPLAY, REGISTRY  # noqa: E402
 from .gan_figures import make_gan_figures  # noqa: E402
 from .paths import figure_names  # noqa: E402
 from .utils import atomic_path  # noqa: E402
@@ -186,6 +186,75 @@ def training_compute_figure(summary, path):
     ax.set_xlabel("training wall time (s)")
     ax.set_ylabel(f"FD (N={summary['n_samples']}, log scale)")
     ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+CURVE_STYLES = ("-", "--", ":", "-.")  # models of one family share its colour; line style and marker tell them apart
+CURVE_MARKERS = ("o", "s", "D", "^", "v")
+
+
+def _log_axis(ax):
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2 and 5 per decade
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: fmt(v, 2)))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.grid(alpha=0.3, which="both")
+
+
+def _linear_path(n: int, per_segment: int = 24):
+    """Positions along a polyline of n points, per_segment to a segment (for np.interp against `marks`),
+    and the positions of the points themselves."""
+    marks = np.arange(n) * per_segment
+    return np.arange(max(1, (n - 1) * per_segment + 1)), marks
+
+
+def quality_compute_figure(summary, path):
+    """Quality against training compute (`curves`): the FD of each model's weight snapshots against the
+    training wall time (left) and the images seen (right) up to each, log scales, a line per model in
+    its family's colour; a band spans one standard deviation over seeds where several ran. The dashed
+    line is the threshold, and a cross marks where a curve first reaches it."""
+    curves = {m: c for m, c in (summary.get("curves") or {}).items() if c.get("rows")}
+    names = [m for m in summary["order"] if m in curves] + [m for m in curves if m not in summary["order"]]
+    fig, axes = plt.subplots(1, 2, figsize=(6.6, 2.6), sharey=True)
+    per_family: dict = {}
+    for name in names:
+        c = curves[name]
+        family = DISPLAY[name][1]
+        k = per_family[family] = per_family.get(family, -1) + 1
+        style = {"color": COLORS.get(family), "ls": CURVE_STYLES[k % len(CURVE_STYLES)],
+                 "marker": CURVE_MARKERS[k % len(CURVE_MARKERS)], "ms": 3, "lw": 1}
+        rows = [r for r in c["rows"] if r["fd"]["mean"] is not None]
+        fd = np.array([r["fd"]["mean"] for r in rows])
+        sd = np.array([r["fd"]["std"] or 0.0 for r in rows])
+        tt = c.get("time_to_threshold")
+        for ax, key in zip(axes, ("wall", "images")):
+            x = np.array([r[key]["mean"] for r in rows])
+            # straight between snapshots in linear units, as time_to_threshold interpolates (curved on log axes)
+            dense, marks = _linear_path(len(x))
+            ax.plot(np.interp(dense, marks, x), np.interp(dense, marks, fd), markevery=list(marks),
+                    label=DISPLAY[name][0] if ax is axes[0] else None, **style)
+            if sd.any():
+                lo, hi = np.maximum(fd - sd, fd / 10), fd + sd
+                ax.fill_between(np.interp(dense, marks, x), np.interp(dense, marks, lo), np.interp(dense, marks, hi),
+                                color=style["color"], alpha=0.15, lw=0)
+            if tt:
+                ax.plot([tt[key]], [tt["fd"]], "x", color=style["color"], ms=5, mew=1.2)
+    if curves:
+        first = curves[names[0]]
+        for ax in axes:
+            ax.axhline(first["threshold"], color="gray", ls="--", lw=0.8,
+                       label=f"threshold, FD {fmt(first['threshold'])}" if ax is axes[0] else None)
+        axes[0].set_ylabel(f"FD (N={first['n']})")
+    for ax in axes:
+        _log_axis(ax)
+    axes[0].set_xlabel("training wall time (s)")
+    axes[1].set_xlabel("images seen in training")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, frameon=False, loc="upper center", ncol=min(4, max(1, len(labels))),
+               bbox_to_anchor=(0.5, 1.0 + 0.045 * (len(labels) // 4 + 1)))
     fig.tight_layout()
     _save(fig, path)
 
@@ -422,9 +491,11 @@ def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, 
     if variants:
         variant_chains_figure(summary, samples, variants, out / "diffusion_chains.pdf")
     training_compute_figure(summary, out / "quality_vs_training.pdf")
+    if summary.get("curves"):
+        quality_compute_figure(summary, out / "quality_vs_compute.pdf")
     names = figure_names(summary["order"] + list(summary.get("translation", {})), list(summary.get("sweep", {})),
                          list(summary.get("guidance", {})), list(summary.get("dynamics", {})),
-                         list(summary.get("probes", {})))
+                         list(summary.get("probes", {})), list(summary.get("curves") or {}))
     for name in names:  # a diverged run still gets a placeholder figure
         if not (out / name).exists():
             fig, ax = plt.subplots(figsize=(3, 1))

@@ -3,6 +3,11 @@
 - Frechet distance (Heusel et al. 2017) and KID (Binkowski et al. 2018): torchmetrics'
   FrechetInceptionDistance and KernelInceptionDistance with the classifier's penultimate
   layer as `feature`.
+- FD extrapolated to infinitely many samples, FD_inf (Chong and Forsyth 2020, "Effectively unbiased FID
+  and Inception Score and where to find them"): FD is biased upwards at finite N, by about k / N, so
+  it is computed on random subsets of the samples at sizes evenly spaced in 1/N and the line
+  FD_N = FD_inf + k / N is fitted by least squares; `frechet_distance` is the same distance as
+  torchmetrics' (a test checks it), on the same classifier features.
 - Inception Score (Salimans et al. 2016): torchmetrics' InceptionScore on its logits.
 - Precision and recall (Kynkaanniemi et al. 2019, k = 3) and density and coverage
   (Naeem et al. 2020, k = 5): the authors' reference implementation, `prdc`.
@@ -69,6 +74,89 @@ def features(clf: DomainClassifier, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([f(b.to(device)).cpu() for b in _batched(images)])
 
 
+# --------------------------------------------------------------------------- FD extrapolated to N = infinity
+
+FD_INF_POINTS = 15           # sample sizes in the extrapolation, as in Chong and Forsyth (2020)
+FD_INF_MIN_FRACTION = 1 / 8  # the smallest of them, as a fraction of N
+FD_INF_DRAWS = 10            # random subsets averaged at each size below N (one draw leaves FD_inf noisy)
+FD_INF_PER_DIM = 2           # and at least this many samples per feature dimension: nearer the dimension,
+#                              FD bends away from the line in 1/N and the fit overcorrects
+
+
+def gaussian(feats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (F,) and covariance (F, F) of features (N, F) in float64, the covariance with ddof 1 as
+    torchmetrics' FD computes it."""
+    x = np.asarray(feats, dtype=np.float64)                                # (N, F)
+    return x.mean(0), np.cov(x, rowvar=False, ddof=1)
+
+
+def psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance matrix (eigenvalues below zero, rounding errors, clipped)."""
+    w, v = np.linalg.eigh(cov)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(mu1, cov1, mu2, cov2, sqrt_cov2: np.ndarray | None = None) -> float:
+    """Frechet distance between N(mu1, cov1) and N(mu2, cov2) (Dowson and Landau 1982; the FID of Heusel
+    et al. 2017): |mu1 - mu2|^2 + Tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2)).
+
+    Tr (cov1 cov2)^(1/2) is taken as Tr (R cov1 R)^(1/2) with R = cov2^(1/2): cov1 R R and R cov1 R share
+    their eigenvalues (AB and BA do), and the second is symmetric positive semi-definite, so its
+    eigenvalues are real and found by eigvalsh. Pass `sqrt_cov2` when cov2 is fixed and reused."""
+    r = psd_sqrt(cov2) if sqrt_cov2 is None else sqrt_cov2
+    w = np.linalg.eigvalsh(r @ cov1 @ r)
+    diff = np.asarray(mu1) - np.asarray(mu2)
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * np.sqrt(np.clip(w, 0, None)).sum())
+
+
+def fd_sizes(n: int, dims: int = 0, points: int = FD_INF_POINTS,
+             min_fraction: float = FD_INF_MIN_FRACTION) -> np.ndarray:
+    """Sample sizes from n * min_fraction (and at least FD_INF_PER_DIM * dims, and 2) to n, evenly spaced
+    in 1/N, duplicates merged; a single size, n, when the smallest would not be below n."""
+    if n < 2:
+        return np.array([], dtype=int)
+    lo = min(n, max(2, int(round(n * min_fraction)), FD_INF_PER_DIM * dims))
+    inv = np.linspace(1 / lo, 1 / n, points)
+    return np.unique(np.clip(np.round(1 / inv).astype(int), lo, n))
+
+
+def fd_curve(fake, real_mean, real_cov, sizes, seed: int, draws: int = FD_INF_DRAWS,
+             sqrt_real_cov: np.ndarray | None = None) -> np.ndarray:
+    """FD against the full reference's Gaussian at each of `sizes` (len(sizes),): at a size below N, the mean
+    FD of `draws` random subsets of the generated features `fake` (N, F), drawn without replacement by a
+    generator seeded with `seed`; at N, the FD of all of them."""
+    x = np.asarray(fake, dtype=np.float64)                                 # (N, F)
+    rng = np.random.default_rng(seed)
+    r = psd_sqrt(real_cov) if sqrt_real_cov is None else sqrt_real_cov
+
+    def fd(sub):
+        return frechet_distance(*gaussian(sub), real_mean, real_cov, sqrt_cov2=r)
+
+    return np.array([fd(x) if size >= len(x) else
+                     np.mean([fd(x[rng.choice(len(x), int(size), replace=False)]) for _ in range(draws)])
+                     for size in sizes])
+
+
+def fd_infinity(fake, real_mean, real_cov, seed: int, points: int = FD_INF_POINTS,
+                min_fraction: float = FD_INF_MIN_FRACTION, draws: int = FD_INF_DRAWS,
+                sqrt_real_cov: np.ndarray | None = None) -> dict:
+    """FD extrapolated to infinitely many generated samples (Chong and Forsyth 2020).
+
+    FD at `points` sample sizes from N * min_fraction to N, evenly spaced in 1/N (`fd_curve`), and the
+    least-squares line FD_N = fd_inf + fd_inf_slope / N through them. The reference side is fixed (the
+    whole reference set's mean and covariance), so only the generated side's bias is extrapolated away.
+    Returns {"fd_inf", "fd_inf_slope"} and how they were found: "fd_inf_sizes" (how many sizes),
+    "fd_inf_n_min" (the smallest), "fd_inf_draws"; only {"fd_inf": None, "fd_inf_slope": None} when N holds
+    fewer than three distinct sizes (N below about FD_INF_PER_DIM times the feature dimension)."""
+    sizes = fd_sizes(len(fake), np.shape(fake)[1], points, min_fraction)
+    if len(sizes) < 3:
+        return {"fd_inf": None, "fd_inf_slope": None}
+    fds = fd_curve(fake, real_mean, real_cov, sizes, seed, draws, sqrt_real_cov)
+    slope, intercept = np.polyfit(1.0 / sizes, fds, 1)
+    return {"fd_inf": float(intercept), "fd_inf_slope": float(slope), "fd_inf_sizes": len(sizes),
+            "fd_inf_n_min": int(sizes[0]), "fd_inf_draws": draws}
+
+
 class Reference:
     """The real side of every comparison: test-split images and their features, computed once."""
 
@@ -85,6 +173,8 @@ class Reference:
             b = b.to(self.device)
             self.fid.update(b, real=True)
             self.kid.update(b, real=True)
+        self.real_mean, self.real_cov = _real_gaussian(self.fid)  # FD_inf's reference side
+        self.sqrt_real_cov = psd_sqrt(self.real_cov)
         g = torch.Generator().manual_seed(cfg.seed)
         self.prdc_real = features(clf, real[torch.randperm(len(real), generator=g)[:cfg.n_samples]]).numpy()
         self.inception = None
@@ -118,12 +208,34 @@ class Reference:
         out = {"fd": float(self.fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
                "is": float(is_mean), "is_std": float(is_std), "n": n}
         out.update(prdc(self.prdc_real, fake_feats, cfg.pr_k, cfg.dc_k))
+        out.update(fd_infinity(fake_feats, self.real_mean, self.real_cov, cfg.seed,
+                               sqrt_real_cov=self.sqrt_real_cov))
+        out["sharpness"] = sharpness(fake)
         if self.inception is not None:
             self.inception.reset()
             for b in _batched(fake):
                 self.inception.update(_rgb(b), real=False)
             out["fid_inception"] = float(self.inception.compute())
         return out
+
+
+def sharpness(images: torch.Tensor) -> float:
+    """Variance of the Laplacian (Pech-Pacheco et al. 2000), the usual focus measure: the mean over
+    images of the variance of the 3x3 Laplacian response of the grey-level image in [0, 1]. Blur
+    lowers it; the paper reads it relative to the real images' value."""
+    x = images.float().mean(1, keepdim=True) / 255                          # (N, 1, H, W)
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    lap = torch.cat([torch.nn.functional.conv2d(b, k) for b in _batched(x)])  # (N, 1, H-2, W-2)
+    return float(lap.flatten(1).var(1).mean())
+
+
+def _real_gaussian(fid) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's feature mean and covariance from the sums torchmetrics' FD accumulated (float64),
+    computed as its `compute` does: the features need no second pass over the reference images."""
+    n = int(fid.real_features_num_samples)
+    mean = (fid.real_features_sum / n).cpu().numpy()
+    cov = (fid.real_features_cov_sum.cpu().numpy() - n * np.outer(mean, mean)) / (n - 1)
+    return mean, cov
 
 
 def prdc(real: np.ndarray, fake: np.ndarray, pr_k: int = 3, dc_k: int = 5) -> dict:

@@ -48,6 +48,15 @@ class Paths:
     def probe_dir(self, model: str, seed) -> str:
         return f"{self.results}/probe/{model}/seed{seed}"
 
+    def curve_dir(self, model: str, seed) -> str:
+        """Quality against training compute: curve.json, and points/ (one file per scored snapshot)."""
+        return f"{self.results}/curves/{model}/seed{seed}"
+
+    def reproduce_dir(self, model: str, seed) -> str:
+        """A reviewer's re-run of one model at one seed (run/, eval/, report.json, report.md): never the
+        paper's runs."""
+        return f"{self.results}/reproduce/{model}/seed{seed}"
+
     @property
     def reference(self) -> str:
         return f"{self.results}/reference.json"
@@ -55,6 +64,26 @@ class Paths:
     @property
     def summary(self) -> str:
         return f"{self.results}/summary.json"
+
+    @property
+    def claims(self) -> str:
+        """Every claim of paper/claims.yaml with its verdict in this build."""
+        return f"{self.results}/claims.json"
+
+    @property
+    def provenance(self) -> str:
+        """Code, config hash, hardware, versions, and time and memory of every compute job."""
+        return f"{self.results}/provenance.json"
+
+    @property
+    def arxiv(self) -> str:
+        """The rendered paper as an arXiv submission (tex, .bbl, figures, tables)."""
+        return f"build/{self.profile}/arxiv.tar.gz"
+
+    @property
+    def report(self) -> str:
+        """Where README suggests `snakemake --report` write its HTML report (not a rule's output)."""
+        return f"build/{self.profile}/report.html"
 
     figures = "figures"
     tables = "tables"
@@ -64,7 +93,7 @@ class Paths:
 
 
 def figure_names(models: list[str], sweep_models=(), guidance_models=(), dynamics_models=(),
-                 probe_models=()) -> list[str]:
+                 probe_models=(), curve_models=()) -> list[str]:
     """The files `make_figures` writes for these models and studies (the Snakefile's outputs)."""
     from .gan_figures import gan_figure_names
     from .models import DISPLAY, REGISTRY
@@ -86,10 +115,12 @@ def figure_names(models: list[str], sweep_models=(), guidance_models=(), dynamic
         if any(hasattr(REGISTRY[m][0], "make_scheduler") for m in sweep_models):
             names.append("sweep_samples.pdf")
     names += [f"guidance_{m}.pdf" for m in guidance_models]
+    if curve_models:
+        names.append("quality_vs_compute.pdf")
     return names + gan_figure_names(list(models), list(dynamics_models), list(probe_models))
 
 
-def table_names(sweep_models=(), guidance_models=(), models=(), dynamics_models=()) -> list[str]:
+def table_names(sweep_models=(), guidance_models=(), models=(), dynamics_models=(), curve_models=()) -> list[str]:
     """The files `write_tables` writes (the Snakefile's outputs)."""
     from .gan_figures import gan_table_names
     from .models import DISPLAY
@@ -98,4 +129,6 @@ def table_names(sweep_models=(), guidance_models=(), models=(), dynamics_models=
     if sweep_models:
         names.append("sweep.tex")
     names += [f"guidance_{m}.tex" for m in guidance_models]
+    if curve_models:
+        names.append("time_to_threshold.tex")
     return names + gan_table_names(bool(dynamics_models), any(DISPLAY[m][1] == "translation" for m in models))

@@ -34,7 +34,8 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
                        dynamics_study=report.dynamics_study, stability_verdict=report.stability_verdict,
                        sensitivity_verdict=report.sensitivity_verdict, equilibrium=report.equilibrium,
                        probe_metric=report.probe_metric, unstable_cv=report.UNSTABLE_CV,
-                       equilibrium_tol=report.EQUILIBRIUM_TOL, clearly_faster=report.CLEARLY_FASTER)
+                       equilibrium_tol=report.EQUILIBRIUM_TOL, clearly_faster=report.CLEARLY_FASTER,
+                       compute_study=report.compute_study)
     env.filters.update(fmt=report.fmt, pm=report.pm, tex=tex_escape, duration=report.duration)
     return env
 
@@ -64,13 +65,18 @@ def context(summary: dict, out_dir: Path, figures: Path, tables: Path) -> dict:
 
 
 def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Path,
-           figures: str | Path, tables: str | Path) -> list[Path]:
+           figures: str | Path, tables: str | Path, claims: str | Path | None = None,
+           provenance: str | Path | None = None) -> list[Path]:
     """Render every *.tex.j2 under template_dir into out_dir (same relative paths, .tex)
-    and copy the other files (the bibliography) beside them."""
+    and copy the other files (the bibliography) beside them. `claims`: the ledger's verdicts
+    (genreview.claims), as `claims` in the templates (None without it). `provenance`: the build's
+    provenance.json (genreview.provenance), as `prov` (None without it)."""
     template_dir, out_dir = Path(template_dir), Path(out_dir)
     summary = json.loads(Path(summary_path).read_text())
     env = environment(template_dir)
     ctx = context(summary, out_dir, Path(figures), Path(tables))
+    ctx["claims"] = json.loads(Path(claims).read_text()) if claims else None
+    ctx["prov"] = json.loads(Path(provenance).read_text()) if provenance else None
     written = []
     for src in sorted(template_dir.rglob("*")):
         if src.is_dir():

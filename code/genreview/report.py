@@ -16,7 +16,7 @@ CLEARLY_FASTER = 0.1
 
 # Metric name -> (label in the paper, True if lower is better)
 METRIC_INFO = {
-    "fd": ("FD", True), "kid": ("KID", True), "is": ("IS", False),
+    "fd": ("FD", True), "fd_inf": ("FD extrapolated to infinite N", True), "kid": ("KID", True), "is": ("IS", False),
     "precision": ("precision", False), "recall": ("recall", False),
     "density": ("density", False), "coverage": ("coverage", False),
     "sample_ms_per_image": ("sampling time", True), "train_seconds": ("training time", True),
@@ -67,6 +67,28 @@ def pm(st: dict, sig: int = 3, scale: float = 1.0, math_mode: bool = True, decim
     d = max(_decimals(std, 2), 0) if decimals is None else decimals
     body = f"{mean:.{d}f} \\pm {std:.{d}f}"
     return f"${body}$" if math_mode else body
+
+
+def column_decimals(entries, sig: int = 2, scale: float = 1.0, max_decimals: int = 3) -> int:
+    """One count of decimals for a whole table column, so that its numbers align: enough for `sig`
+    significant digits of the column's smallest nonzero value and for two of its smallest nonzero seed
+    spread (pm's rule for one row), but at most `max_decimals` (a value near zero, such as the real-data
+    floor, would otherwise give every row many digits that carry nothing).
+
+    entries: seed-aggregated stats ({"mean", "std", ...}), plain numbers, or None (skipped), before
+    `scale`. Pass the result to fmt/pm as `decimals`."""
+    values, stds = [], []
+    for e in entries:
+        if isinstance(e, dict):
+            if e.get("mean") is not None:
+                values.append(e["mean"] * scale)
+                if e.get("n", 0) > 1 and e.get("std"):
+                    stds.append(e["std"] * scale)
+        elif e is not None:
+            values.append(float(e) * scale)
+    d = [_decimals(min(abs(v) for v in xs if v and math.isfinite(v)), k) for xs, k in ((values, sig), (stds, 2))
+         if any(v and math.isfinite(v) for v in xs)]
+    return min(max(d, default=0), max_decimals)
 
 
 @dataclass
@@ -287,3 +309,57 @@ def probe_metric(summary: dict, model: str, key: str) -> dict | None:
     p = summary.get("probes", {}).get(model, {})
     st = p.get("metrics", {}).get(key)
     return st if st and st.get("mean") is not None else None
+
+
+# --------------------------------------------------------------------------- quality against training compute
+
+def time_to_threshold(rows: list[dict], threshold: float, key: str = "fd") -> dict | None:
+    """When a training curve first reaches `key` <= threshold.
+
+    rows: the curve in step order, each {"step", "images", "wall", key} with plain numbers (a row
+    without a finite `key` is skipped). Between the last snapshot above the threshold and the first at
+    or below it, step, images and wall are interpolated linearly in `key`: {"step", "images", "wall",
+    key: threshold, "first": False}. Reached already at the first snapshot: that snapshot's values and
+    "first": True (the curve says only that it was reached by then). None when it is never reached."""
+    prev = None
+    for r in rows:
+        v = r.get(key)
+        if v is None or not math.isfinite(v):
+            continue
+        if v <= threshold:
+            if prev is None:
+                return {"step": r["step"], "images": r["images"], "wall": r["wall"], key: v, "first": True}
+            w = (prev[key] - threshold) / (prev[key] - v)          # in [0, 1): prev is above, r at or below
+            return {**{k: prev[k] + w * (r[k] - prev[k]) for k in ("step", "images", "wall")}, key: threshold,
+                    "first": False}
+        prev = r
+    return None
+
+
+def compute_study(summary: dict) -> dict | None:
+    """What the quality-against-compute curves (summary["curves"], `genreview.curves`) say.
+
+    models: the models with a curve, in the summary's order; tt: model -> its time_to_threshold (of the
+    mean curve over seeds) or None; reached: the models that reach the threshold, soonest in training
+    wall time first; by_images: the same, fewest images seen first; never: those that do not reach it;
+    final: model -> FD of its last snapshot (a stat); by_final: the models by that FD, best first;
+    hidden: pairs (a, b) of models that reach the threshold where a ends training with an FD `compare`
+    calls lower than b's, yet b reaches the threshold sooner in wall time: what a comparison at the end of
+    fixed budgets does not show; ddim: whether any model was sampled with DDIM, and sampler_steps its steps."""
+    curves = {m: c for m, c in (summary.get("curves") or {}).items() if c.get("rows")}
+    if not curves:
+        return None
+    order = summary.get("order", [])
+    models = [m for m in order if m in curves] + [m for m in curves if m not in order]
+    tt = {m: curves[m]["time_to_threshold"] for m in models}
+    reached = sorted((m for m in models if tt[m]), key=lambda m: tt[m]["wall"])
+    final = {m: curves[m]["rows"][-1]["fd"] for m in models}
+    by_final = sorted((m for m in models if final[m]["mean"] is not None), key=lambda m: final[m]["mean"])
+    first = next(iter(curves.values()))
+    return {"models": models, "threshold": first["threshold"], "n": first["n"], "tt": tt, "reached": reached,
+            "by_images": sorted(reached, key=lambda m: tt[m]["images"]),
+            "never": [m for m in models if not tt[m]], "final": final, "by_final": by_final,
+            "hidden": [(a, b) for a, b in swaps([m for m in by_final if m in reached], reached)
+                       if compare(final[a], final[b], True, ("lower than", "higher than")).word == "lower than"],
+            "ddim": any(c["sampler"] == "ddim" for c in curves.values()),
+            "sampler_steps": next((c["sampler_steps"] for c in curves.values() if c["sampler"] == "ddim"), None)}

@@ -6,25 +6,21 @@ counted and listed, never silently dropped.
 """
 from __future__ import annotations
 
-import datetime as dt
-import importlib.metadata as md
-import platform
-import subprocess
-
 import numpy as np
 
 from . import data as D
+from . import provenance as _prov
 from .metrics import class_coverage
 from .models import DISPLAY, REGISTRY
-from .report import stat
+from .report import stat, time_to_threshold
 from .utils import load_json, save_json
 
-METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
+METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
-           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy"]
+           "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy",
+           "sharpness"]
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
-PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "hmmlearn", "prdc", "pandas",
-            "matplotlib", "jinja2"]
+PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.provenance)
 
 
 def model_summary(name: str, runs: list[dict]) -> dict:
@@ -96,22 +92,35 @@ def probe_summary(files: list[str]) -> dict:
     return out
 
 
-def provenance() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            return None
+CURVE_METRICS = ["images", "wall", "fd", "kid", "precision", "recall", "sample_ms"]
 
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = md.version(p)
-        except md.PackageNotFoundError:
-            versions[p] = None
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain")),
-            "python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "date": dt.date.today().isoformat()}
+
+def curve_summary(files: list[str]) -> dict:
+    """model -> its curves.py curves over seeds: "rows", one per snapshot step with each of CURVE_METRICS
+    as a stat over the seeds that reached that step; "time_to_threshold" of the mean curve (None when it
+    never reaches the threshold) and "seeds_reached", the seeds whose own curve reaches it."""
+    out = {}
+    for model, runs in by_model(files).items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        steps = sorted({row["step"] for r in runs for row in r["rows"]})
+        rows = []
+        for k in steps:
+            at = [row for r in runs for row in r["rows"] if row["step"] == k]
+            rows.append({"step": k, **{m: stat(row.get(m) for row in at) for m in CURVE_METRICS}})
+        threshold = runs[0]["threshold"]
+        means = [{"step": r["step"], **{m: r[m]["mean"] for m in ("images", "wall", "fd")}} for r in rows]
+        out[model] = {"n": runs[0]["n"], "threshold": threshold, "sampler": runs[0]["sampler"],
+                      "sampler_steps": runs[0]["sampler_steps"], "nfe": runs[0]["nfe"], "n_seeds": len(runs),
+                      "n_ok": sum(r["status"] == "ok" for r in runs), "seeds": [r["seed"] for r in runs],
+                      "rows": rows, "time_to_threshold": time_to_threshold(means, threshold),
+                      "seeds_reached": sum(time_to_threshold(r["rows"], threshold) is not None for r in runs)}
+    return out
+
+
+def provenance() -> dict:
+    """Commit, local changes, versions and date (the full record, with hardware and cost, is
+    genreview.provenance's provenance.json)."""
+    return _prov.code_provenance()
 
 
 STUDY_METRICS = ["fd", "kid", "is", "precision", "recall", "density", "coverage", "ms_per_image", "nfe",
@@ -138,7 +147,7 @@ def study_summary(files: list[str], key) -> dict:
 
 def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str, manifest: str, out: str,
             sweep_files: list[str] = (), guidance_files: list[str] = (), dynamics_files: list[str] = (),
-            probe_files: list[str] = ()) -> dict:
+            probe_files: list[str] = (), curve_files: list[str] = ()) -> dict:
     runs = by_model(metrics_files)
     ref = load_json(reference)
     clf = load_json(classifier)
@@ -153,7 +162,7 @@ def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str
     summary = {
         "profile": cfg["profile"], "dataset": cfg["dataset"], "dataset_name": D.PRETTY[cfg["dataset"]],
         "class_names": D.CLASS_NAMES[cfg["dataset"]], "data": load_json(manifest),
-        "seeds": cfg["seeds"], "n_samples": ref["n_samples"], "n_reference": ref["n_reference"],
+        "seeds": cfg["seeds"], "seeds_by_model": cfg.get("seeds_by_model", {}), "n_samples": ref["n_samples"], "n_reference": ref["n_reference"],
         "eval": cfg.get("eval", {}), "classifier": clf, "reference": ref, "device": ref["device"],
         "models": models, "order": samplers,
         "translation": {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in translators},
@@ -162,6 +171,7 @@ def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str
         "dynamics": dynamics_summary(list(dynamics_files)), "probes": probe_summary(list(probe_files)),
         "sweep_config": cfg.get("sweep", {}), "guidance_config": cfg.get("guidance", {}),
         "dynamics_config": cfg.get("dynamics", {}), "probe_config": cfg.get("probe", {}),
+        "curves": curve_summary(list(curve_files)), "curves_config": cfg.get("curves", {}),
         "provenance": provenance(),
     }
     save_json(summary, out)

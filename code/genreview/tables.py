@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import duration, fmt, pm
+from .models import DISPLAY
+from .report import column_decimals, duration, fmt, pm
 from .files import atomic_path
 
-# (metric, column header, scale, fixed decimals or None for significant digits)
-QUALITY = [("fd", "FD $\\downarrow$", 1.0, None), ("kid", "KID$\\times 10^3$ $\\downarrow$", 1e3, None),
+# (metric, column header, scale, fixed decimals or None for one count per column, report.column_decimals)
+QUALITY = [("fd", "FD $\\downarrow$", 1.0, None), ("fd_inf", "FD$_\\infty$ $\\downarrow$", 1.0, None),
+           ("kid", "KID$\\times 10^3$ $\\downarrow$", 1e3, None),
            ("is", "IS $\\uparrow$", 1.0, 2), ("precision", "Prec. $\\uparrow$", 1.0, 3),
            ("recall", "Rec. $\\uparrow$", 1.0, 3), ("density", "Dens. $\\uparrow$", 1.0, 3),
            ("coverage", "Cov. $\\uparrow$", 1.0, 3)]
@@ -21,20 +23,47 @@ def _write(df: pd.DataFrame, path: Path, column_format: str) -> None:
         tmp.write_text(tex)
 
 
-def _quality_columns(summary: dict) -> list:
-    """The protocol's columns, plus standard Inception FID when it was configured."""
-    if "fid_inception" in summary["reference"]["floor"]:
-        return QUALITY + [("fid_inception", "Incep.\\ FID $\\downarrow$", 1.0, None)]
-    return QUALITY
+OTHER_N = "\\rlap{$^\\dagger$}"  # marks an FD measured at a model's own N (eval.n_samples_by_model), not the header's
+
+
+def _own_n(m: dict) -> float | None:
+    """The N a model's samples were scored on (None when the summary does not say)."""
+    n = m["metrics"].get("n")
+    return n["mean"] if n and n.get("mean") is not None else None
+
+
+def quality_columns(summary: dict) -> list:
+    """The results table's columns, (metric, header, scale, decimals): the protocol's, plus standard Inception
+    FID when it was configured. FD's header names the summary's N; a column without fixed decimals gets one
+    count for all its rows, the floor and ceiling included (report.column_decimals)."""
+    cols = QUALITY + ([("fid_inception", "Incep.\\ FID $\\downarrow$", 1.0, None)]
+                      if "fid_inception" in summary["reference"]["floor"] else [])
+    ref = summary["reference"]
+    ok = [summary["models"][name] for name in summary["order"] if summary["models"][name]["n_ok"]]
+    out = []
+    for k, h, s, d in cols:
+        if k == "fd":
+            h = f"FD ($N{{=}}{fmt(summary['n_samples'])}$) $\\downarrow$"
+        if d is None:
+            d = column_decimals([ref["floor"].get(k), ref["ceiling"].get(k), *(m["metrics"].get(k) for m in ok)],
+                                scale=s)
+        out.append((k, h, s, d))
+    return out
+
+
+def _reference_row(label: str, side: dict, cols: list, n: str) -> dict:
+    return {"Model": label, **{h: fmt(side[k] * s, decimals=d) if side.get(k) is not None else "n/a"
+                               for k, h, s, d in cols}, "$N$": n, "Seeds": "--"}
 
 
 def results_table(summary: dict) -> pd.DataFrame:
-    rows = []
+    """Every model's quality under the protocol between the real-data floor and the noise ceiling: mean
+    \\pm std over the seeds that trained, FD at the header's N (OTHER_N marks a model scored at its own N,
+    which the $N$ column gives), FD extrapolated to infinite N and KID beside it."""
     ref = summary["reference"]
-    cols = _quality_columns(summary)
+    cols = quality_columns(summary)
     n_ref = fmt(summary["n_samples"])
-    rows.append({"Model": "Real data (floor)", **{h: fmt(ref["floor"][k] * s, decimals=d) for k, h, s, d in cols},
-                 "$N$": n_ref, "Seeds": "--"})
+    rows = [_reference_row("Real data (floor)", ref["floor"], cols, n_ref)]
     for name in summary["order"]:
         m = summary["models"][name]
         row = {"Model": m["display"]}
@@ -43,25 +72,36 @@ def results_table(summary: dict) -> pd.DataFrame:
             row["$N$"] = "--"
         else:
             row.update({h: pm(m["metrics"].get(k), scale=s, decimals=d) for k, h, s, d in cols})
-            row["$N$"] = fmt(m["metrics"]["n"]["mean"]) if "n" in m["metrics"] else n_ref
+            n = _own_n(m)
+            row["$N$"] = fmt(n) if n is not None else n_ref
+            if n is not None and n != summary["n_samples"]:
+                row[cols[0][1]] += OTHER_N
         row["Seeds"] = f"{m['n_ok']}/{m['n_seeds']}"
         rows.append(row)
-    rows.append({"Model": "Uniform noise (ceiling)",
-                 **{h: fmt(ref["ceiling"][k] * s, decimals=d) for k, h, s, d in cols}, "$N$": n_ref, "Seeds": "--"})
+    rows.append(_reference_row("Uniform noise (ceiling)", ref["ceiling"], cols, n_ref))
     return pd.DataFrame(rows)
 
 
 def cost_table(summary: dict) -> pd.DataFrame:
+    """Parameters, training time and steps, images seen, sampling time per image and NFE; each numeric column
+    with one count of decimals (training time carries its own unit per row)."""
+    ms = [summary["models"][name]["metrics"] for name in summary["order"]]
+
+    def dec(key, scale=1.0, mean_only=True):
+        return column_decimals([(m[key]["mean"] if mean_only else m[key]) if key in m else None for m in ms],
+                               scale=scale)
+
+    d_params, d_step, d_images = dec("params", 1e-6), dec("ms_per_step"), dec("images_seen", 1e-3)
+    d_sample = dec("sample_ms_per_image", mean_only=False)
     rows = []
-    for name in summary["order"]:
-        m = summary["models"][name]["metrics"]
+    for name, m in zip(summary["order"], ms):
         rows.append({
             "Model": summary["models"][name]["display"],
-            "Params": fmt(m["params"]["mean"] / 1e6, 2) + "\\,M",
+            "Params": fmt(m["params"]["mean"] / 1e6, decimals=d_params) + "\\,M",
             "Train time": duration(m["train_seconds"]["mean"]),
-            "ms/step": fmt(m["ms_per_step"]["mean"]),
-            "Images seen": fmt(m["images_seen"]["mean"] / 1e3, 3) + "\\,k",
-            "Sampling ms/image": pm(m.get("sample_ms_per_image")),
+            "ms/step": fmt(m["ms_per_step"]["mean"], decimals=d_step),
+            "Images seen": fmt(m["images_seen"]["mean"] / 1e3, decimals=d_images) + "\\,k",
+            "Sampling ms/image": pm(m.get("sample_ms_per_image"), decimals=d_sample),
             "NFE": fmt(m["nfe"]["mean"]) if "nfe" in m else "--",
         })
     return pd.DataFrame(rows)
@@ -130,10 +170,31 @@ def guidance_table(summary: dict, name: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def threshold_table(summary: dict) -> pd.DataFrame:
+    """When each model of the quality-against-compute curves first reaches the FD threshold (interpolated
+    between snapshots; "$\\le$" when already at the first snapshot), in training wall time and images
+    seen, or "not reached"; its FD at the last snapshot; and the seeds whose own curve reaches it."""
+    curves = summary["curves"]
+    rows = []
+    for name in [m for m in summary["order"] if m in curves] + [m for m in curves if m not in summary["order"]]:
+        c = curves[name]
+        tt = c.get("time_to_threshold")
+        final = c["rows"][-1]["fd"] if c.get("rows") else None
+        le = "$\\le$ " if tt and tt["first"] else ""
+        rows.append({"Model": DISPLAY[name][0],
+                     "Reached at": f"{le}{duration(tt['wall'])}" if tt else ("not reached" if c.get("rows")
+                                                                             else "diverged"),
+                     "Images seen": f"{le}{fmt(tt['images'] / 1e3, 3)}\\,k" if tt else "--",
+                     "Final FD $\\downarrow$": pm(final) if final else "--",
+                     "Seeds reached": f"{c['seeds_reached']}/{c['n_seeds']}"})
+    return pd.DataFrame(rows, columns=["Model", "Reached at", "Images seen", "Final FD $\\downarrow$",
+                                       "Seeds reached"])
+
+
 def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / "results.tex", out_dir / "cost.tex", out_dir / "likelihood.tex"]
-    _write(results_table(summary), paths[0], "l" + "r" * len(_quality_columns(summary)) + "rc")
+    _write(results_table(summary), paths[0], "l" + "r" * len(quality_columns(summary)) + "rc")
     _write(cost_table(summary), paths[1], "lrrrrrr")
     _write(likelihood_table(summary), paths[2], "lrllrr")
     if summary.get("sweep"):
@@ -143,5 +204,8 @@ def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     for name in summary.get("guidance", {}):
         paths.append(out_dir / f"guidance_{name}.tex")
         _write(guidance_table(summary, name), paths[-1], "rrrrrrrr")
+    if summary.get("curves"):
+        paths.append(out_dir / "time_to_threshold.tex")
+        _write(threshold_table(summary), paths[-1], "lrrrr")
     from .gan_figures import write_gan_tables
     return paths + write_gan_tables(summary, out_dir)

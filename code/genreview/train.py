@@ -6,6 +6,12 @@ checkpoints (a killed job continues from its last checkpoint with the same data 
 and random numbers), a per-step JSONL log, sample grids at chosen epochs, divergence
 detection, a progress bar, and the choice of precision and memory format measured on
 the machine at hand.
+
+With `snapshots` > 0 it also keeps the weights at that many log-spaced steps
+(`snapshot_steps`) in run/snapshots/step<k>.pt, with the images seen and the training
+seconds so far, for the quality-against-compute curves (`genreview.curves`). Which steps
+are kept depends on the run's length alone, and saving touches no random numbers, so a
+run with snapshots trains exactly as one without.
 """
 from __future__ import annotations
 
@@ -42,6 +48,23 @@ class TrainConfig:
     explode_threshold: float = 1e6     # |loss| above this counts as divergence
     precision: str = "auto"            # auto (measured) | fp32 | bf16
     memory_format: str = "auto"        # auto (measured) | channels_last | contiguous
+    snapshots: int = 0                 # weights kept at this many log-spaced steps (curves.py); 0 = none
+
+
+SNAPSHOT_START = 0.02  # the first snapshot falls at this fraction of the run
+
+
+def snapshot_steps(total: int, n: int) -> list[int]:
+    """The steps at which a run of `total` steps keeps its weights: n steps spaced log-uniformly from
+    SNAPSHOT_START of the run to its last step, rounded, duplicates dropped (so fewer than n for a
+    short run); the last step is always one of them. Empty when n or total is 0."""
+    if n <= 0 or total <= 0:
+        return []
+    first = max(1, round(SNAPSHOT_START * total))
+    if n == 1 or first >= total:
+        return [total]
+    steps = {round(first * (total / first) ** (i / (n - 1))) for i in range(n)}
+    return sorted(steps | {total})
 
 
 class Diverged(RuntimeError):
@@ -63,6 +86,7 @@ class Trainer:
         # Written while training and published to log_path at the end: Snakemake deletes a job's
         # declared outputs (train_log.jsonl) before rerunning it, and a resumed run needs its lines.
         self.work_log_path = self.out / "train_log.partial.jsonl"
+        self.snapshot_dir = self.out / "snapshots"
 
     # ---- precision and memory format, measured ---------------------------------------------
     def _choose_speed_settings(self, model: GenerativeModel, batches: D.Batches) -> dict:
@@ -110,6 +134,21 @@ class Trainer:
                     "schedulers": [s.state_dict() for s in scheds], "state": st, "rng": rng_state()},
                    self.ckpt_path)
 
+    def _now(self) -> float:
+        """perf_counter after the queued GPU work: what runs before it is training, what runs after is not."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _save_snapshot(self, model, st: dict, t_start: float) -> None:
+        """The weights now (the whole state, so an EMA copy that sampling uses is in it), with the images
+        seen and the training seconds so far, excluding progress grids and snapshot saving."""
+        t0 = self._now()
+        torch_save({"run_id": self.rid, "step": st["step"], "images": st["step"] * self.cfg.batch_size,
+                    "wall": t0 - t_start - st["overhead"], "state_dict": model.state_dict()},
+                   self.snapshot_dir / f"step{st['step']}.pt")
+        st["overhead"] += time.perf_counter() - t0
+
     def _load_checkpoint(self):
         if not self.ckpt_path.exists():
             return None
@@ -144,6 +183,10 @@ class Trainer:
         else:
             st = {"step": 0, "elapsed": 0.0, "progress": {}, "status": "running"}
             st.update(self._choose_speed_settings(model, batches))
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)  # a fresh start: earlier snapshots are stale
+        # seconds of progress grids and snapshot saving, which the snapshots' training time leaves out
+        st.setdefault("overhead", 0.0)
+        keep = set(snapshot_steps(total, cfg.snapshots))
         channels_last = st["memory_format"] == "channels_last"
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -194,8 +237,12 @@ class Trainer:
                         el = time.perf_counter() - t_start
                         log.info("step %d/%d  loss %.4g  %.0fs elapsed, %.0fs to go", st["step"], total,
                                  vals["loss"], el, el / st["step"] * (total - st["step"]))
+                    if st["step"] in keep:
+                        self._save_snapshot(model, st, t_start)
                     if st["step"] % per_epoch == 0 or st["step"] == total:
+                        t0 = self._now()
                         self._epoch_end(model, st, per_epoch, total)
+                        st["overhead"] += time.perf_counter() - t0
                     if st["step"] % cfg.checkpoint_every == 0 or st["step"] % per_epoch == 0:
                         st["elapsed"] = time.perf_counter() - t_start
                         self._save_checkpoint(model, opts, scheds, st)

@@ -1,0 +1,495 @@
+"""The claims ledger: the source material's qualitative claims, each tested against this build.
+
+`paper/claims.yaml` writes each claim down once (its words, its sources, the measured quantity
+that tests it); the rules below turn the summary's numbers into a verdict:
+
+- supported / contradicted: the measurement goes the claimed way / the other way, by more than
+  the summed seed spreads when both sides have two or more seeds, or, with a single seed, by more
+  than `margin` (the ledger's, 10%) of the larger value;
+- inconclusive: the gap is within that;
+- not measured: the build lacks a model or number the test needs (a profile that trains fewer
+  models), never counted as evidence either way.
+
+Each verdict carries its evidence as the paper prints it: the numbers, the models and the seed
+counts. `write_claims` stores every verdict in results/<profile>/claims.json and writes the ledger
+table and the family comparison table (the source material's qualitative table, each cell
+measured) for the paper.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import yaml
+
+from . import report as R
+from .files import atomic_path
+from .utils import load_json, save_json
+
+VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
+TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",
+         "equilibrium", "detach", "ddim", "no_likelihood")
+FIELDS = {"id", "claim", "sources", "topic", "test", "quantity", "a", "b", "expect", "models", "baseline",
+          "value", "value_label"}
+# quantity -> (how the paper names it, True if lower is better)
+QUANTITIES = {"sharpness": ("sharpness", False), "class_kl": ("class KL", True),
+              "probe:recon_mse": ("reconstruction MSE", True), "probe:probe_acc": ("linear-probe accuracy", False),
+              "probe:ppl": ("path length", True), "translation:fd": ("FD", True),
+              "cond_accuracy": ("conditional accuracy", False), "bpd": ("bits/dim", True),
+              "ms_per_step": ("ms per step", True), "sample_ms_per_image": ("ms per image", True)}
+
+
+class LedgerError(ValueError):
+    pass
+
+
+def load_ledger(path: str | Path) -> dict:
+    """Read and check claims.yaml: every claim has the fields its test needs and known sources."""
+    path = Path(path)
+    try:
+        led = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise LedgerError(f"claims ledger {path} not found: it lives in paper/claims.yaml") from None
+    seen = set()
+    for i, c in enumerate(led.get("claims", [])):
+        where = f"{path}: claim {i + 1} ({c.get('id', 'no id')})"
+        unknown = set(c) - FIELDS
+        if unknown:
+            raise LedgerError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(FIELDS)}")
+        for f in ("id", "claim", "sources", "topic", "test"):
+            if f not in c:
+                raise LedgerError(f"{where}: missing field '{f}'")
+        if c["id"] in seen:
+            raise LedgerError(f"{where}: duplicate id '{c['id']}'")
+        seen.add(c["id"])
+        if c["test"] not in TESTS:
+            raise LedgerError(f"{where}: unknown test '{c['test']}'; one of {', '.join(TESTS)}")
+        need = {"compare": ("quantity", "a", "b", "expect"), "threshold": ("quantity", "a", "expect", "value"),
+                "stability": ("a", "b"), "sensitivity": ("a", "b"), "collapse": ("models", "baseline"),
+                "no_collapse": ("models",), "no_divergence": ("models",), "equilibrium": ("a",),
+                "detach": ("a",), "ddim": ("a",), "no_likelihood": ("models",)}[c["test"]]
+        for f in need:
+            if f not in c:
+                raise LedgerError(f"{where}: test '{c['test']}' needs field '{f}'")
+        allowed = {"compare": ("lower", "higher"), "threshold": ("below", "above")}.get(c["test"])
+        if allowed and c["expect"] not in allowed:
+            raise LedgerError(f"{where}: expect must be one of {allowed}, not '{c['expect']}'")
+        for s in c["sources"]:
+            if s not in led.get("sources", {}):
+                raise LedgerError(f"{where}: unknown source '{s}'; declare it under 'sources'")
+    return led
+
+
+# --------------------------------------------------------------------------- quantities and models
+
+def _unconditional(summary: dict) -> list[str]:
+    return [n for n in summary["order"] if summary["models"][n]["n_ok"] > 0
+            and not summary["models"][n].get("hparams", {}).get("num_classes")]
+
+
+def quantity(summary: dict, model: str, q: str) -> dict | None:
+    """One model's measured `q` as a seed stat, or None when this build has no such number."""
+    if q.startswith("probe:"):
+        return R.probe_metric(summary, model, q.split(":", 1)[1])
+    if q.startswith("translation:"):
+        t = summary.get("translation", {}).get(model, {}).get("translation", {}).get(q.split(":", 1)[1])
+        return t if t and t.get("mean") is not None else None
+    m = summary["models"].get(model)
+    if not m or m["n_ok"] == 0:
+        return None
+    if q == "class_kl":
+        cov = m.get("class_coverage")
+        return {"mean": cov["class_kl"], "std": 0.0, "n": 1, "values": [cov["class_kl"]]} if cov else None
+    st = m["metrics"].get(q)
+    return st if st and st.get("mean") is not None else None
+
+
+def lower_is_better(q: str) -> bool:
+    if q in QUANTITIES:
+        return QUANTITIES[q][1]
+    return R.METRIC_INFO.get(q, (q, True))[1]
+
+
+def label(q: str) -> str:
+    return QUANTITIES.get(q, R.METRIC_INFO.get(q, (q.split(":")[-1],)))[0]
+
+
+def family_members(summary: dict, family: str) -> list[str]:
+    return [n for n in summary["order"] if summary["models"][n]["family"] == family]
+
+
+def resolve(summary: dict, sel: str, q: str, other_than: str | None = None) -> str | None:
+    """A model selector -> one model name: a name, family:<f> (the best unconditional member by q) or
+    `others` (the best unconditional model outside `other_than`'s family)."""
+    if sel.startswith("family:") or sel == "others":
+        if sel == "others":
+            fam = summary["models"][other_than]["family"] if other_than in summary["models"] else None
+            pool = [n for n in _unconditional(summary) if summary["models"][n]["family"] != fam]
+        else:
+            pool = [n for n in _unconditional(summary) if summary["models"][n]["family"] == sel.split(":", 1)[1]]
+        scored = [(quantity(summary, n, q)["mean"], n) for n in pool if quantity(summary, n, q)]
+        if not scored:
+            return None
+        return (min(scored) if lower_is_better(q) else max(scored))[1]
+    return sel
+
+
+def _members(summary: dict, sel) -> list[str]:
+    names = sel if isinstance(sel, list) else [sel]
+    out = []
+    for s in names:
+        out += family_members(summary, s.split(":", 1)[1]) if s.startswith("family:") else [s]
+    return [n for n in out if n in summary["models"] or n in summary.get("dynamics", {})]
+
+
+def _display(summary: dict, name: str) -> str:
+    m = summary["models"].get(name) or summary.get("translation", {}).get(name)
+    return m["display"] if m else _tx(name)
+
+
+def _tx(name: str) -> str:
+    """A model name or selector as LaTeX text (model ids hold underscores)."""
+    return "\\texttt{" + name.replace("_", "\\_") + "}"
+
+
+def _seeds(st: dict) -> str:
+    return f"{st['n']} seed{'s' if st['n'] != 1 else ''}"
+
+
+# --------------------------------------------------------------------------- the rules
+
+def _gap_verdict(claimed_way: bool, gap: float, a: dict, b: dict, margin: float) -> str:
+    """supported/contradicted when the gap counts (beyond the seed spreads, or beyond margin with
+    one seed), else inconclusive."""
+    if a["n"] >= 2 and b["n"] >= 2:
+        counts = gap > (a["std"] or 0) + (b["std"] or 0)
+    else:
+        counts = gap > margin * max(abs(a["mean"]), abs(b["mean"]), 1e-12)
+    if not counts:
+        return "inconclusive"
+    return "supported" if claimed_way else "contradicted"
+
+
+def rule_compare(summary, c, margin):
+    q = c["quantity"]
+    a = resolve(summary, c["a"], q)
+    b = resolve(summary, c["b"], q, other_than=a) if a else None
+    qa, qb = (quantity(summary, a, q) if a else None), (quantity(summary, b, q) if b else None)
+    if not qa or not qb:
+        return "not measured", f"needs {label(q)} of {_tx(c['a'])} and {_tx(c['b'])}", {}
+    lower = qa["mean"] < qb["mean"]
+    verdict = _gap_verdict(lower == (c["expect"] == "lower"), abs(qa["mean"] - qb["mean"]), qa, qb, margin)
+    scale, unit = (1e-6, "M") if q == "params" else (1.0, "")
+    ev = (f"{label(q)} {R.pm(qa, scale=scale)}{unit} ({_display(summary, a)}, {_seeds(qa)}) vs.\\ "
+          f"{R.pm(qb, scale=scale)}{unit} ({_display(summary, b)}, {_seeds(qb)})")
+    return verdict, ev, {"a": a, "b": b, "a_value": qa, "b_value": qb}
+
+
+def rule_threshold(summary, c, margin):
+    q, a = c["quantity"], c["a"]
+    qa = quantity(summary, a, q)
+    if not qa:
+        return "not measured", f"needs {label(q)} of {_tx(a)}", {}
+    v = float(c["value"])
+    below = qa["mean"] < v
+    ref = {"mean": v, "std": 0.0, "n": qa["n"]}
+    verdict = _gap_verdict(below == (c["expect"] == "below"), abs(qa["mean"] - v), qa, ref, margin)
+    what = c.get("value_label")
+    ev = (f"{label(q)} {R.pm(qa)} ({_display(summary, a)}, {_seeds(qa)}) against {R.fmt(v)}"
+          + (f" ({what})" if what else ""))
+    return verdict, ev, {"a": a, "a_value": qa, "value": v}
+
+
+def rule_stability(summary, c, margin):
+    """Claim: `a` is less stable than `b` in the short-run study (report.stability_verdict)."""
+    fwd, back = R.stability_verdict(summary, c["a"], c["b"]), R.stability_verdict(summary, c["b"], c["a"])
+    if not fwd:
+        return "not measured", f"needs the training-dynamics study of {_tx(c['a'])} and {_tx(c['b'])}", {}
+    verdict = "supported" if fwd["less_stable"] and not back["less_stable"] else \
+        "contradicted" if back["less_stable"] and not fwd["less_stable"] else "inconclusive"
+
+    def one(d, name):
+        cv = R.fmt(d["cv"], 2) if d["cv"] is not None else "n/a"
+        return f"{_display(summary, name)} {d['n_failed']}/{d['n_runs']} runs failed, seed CV of FD {cv}"
+    ev = f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['fd']['n']} seeds, {fwd['a']['steps']} steps)"
+    return verdict, ev, {"less_stable": fwd["less_stable"], "reverse": back["less_stable"]}
+
+
+def rule_sensitivity(summary, c, margin):
+    fwd, back = R.sensitivity_verdict(summary, c["a"], c["b"]), R.sensitivity_verdict(summary, c["b"], c["a"])
+    if not fwd:
+        return "not measured", f"needs hyperparameter draws of {_tx(c['a'])} and {_tx(c['b'])}", {}
+    verdict = "supported" if fwd["more_sensitive"] and not back["more_sensitive"] else \
+        "contradicted" if back["more_sensitive"] and not fwd["more_sensitive"] else "inconclusive"
+
+    def one(d, name):
+        rng = R.fmt(d["draw_range"], 2) if d["draw_range"] is not None else "n/a"
+        return f"{_display(summary, name)} {d['n_draws_failed']}/{len(d['draws'])} draws failed, FD range {rng}"
+    return verdict, f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} (relative to the median)", {}
+
+
+def collapse_counts(summary: dict, names: list[str]) -> tuple[int, int]:
+    """(collapsed, runs) over the main runs (fewer than half of the classes covered) and the short
+    runs of the dynamics study (their `collapsed` flag)."""
+    frac = summary.get("dynamics_config", {}).get("collapse_classes", 0.5)
+    bad = total = 0
+    for n in names:
+        m = summary["models"].get(n)
+        if m and m.get("class_coverage"):
+            cov = m["class_coverage"]
+            total += 1
+            bad += cov["classes_covered"] < frac * cov["n_classes"]
+        for r in summary.get("dynamics", {}).get(n, {}).get("runs", []):
+            if r.get("status") == "ok" and r.get("kind") in ("seed", "draw"):
+                total += 1
+                bad += bool(r.get("collapsed"))
+    return bad, total
+
+
+def rule_collapse(summary, c, margin):
+    names, base = _members(summary, c["models"]), _members(summary, c["baseline"])
+    (bad, tot), (bbad, btot) = collapse_counts(summary, names), collapse_counts(summary, base)
+    if not tot or not btot:
+        return "not measured", "needs class coverage of the models and the baseline", {}
+    rate, brate = bad / tot, bbad / btot
+    verdict = "supported" if rate > brate else "contradicted" if bad == 0 else "inconclusive"
+    ev = (f"{bad} of {tot} runs of {', '.join(_display(summary, n) for n in names)} collapsed vs.\\ "
+          f"{bbad} of {btot} of {', '.join(_display(summary, n) for n in base)}")
+    return verdict, ev, {"collapsed": bad, "runs": tot, "baseline_collapsed": bbad, "baseline_runs": btot}
+
+
+def rule_no_collapse(summary, c, margin):
+    names = _members(summary, c["models"])
+    bad, tot = collapse_counts(summary, names)
+    if not tot:
+        return "not measured", "needs class coverage", {}
+    return ("supported" if bad == 0 else "contradicted",
+            f"{bad} of {tot} runs of {', '.join(_display(summary, n) for n in names)} collapsed", {})
+
+
+def rule_no_divergence(summary, c, margin):
+    names = [n for n in _members(summary, c["models"]) if n in summary["models"]]
+    if not names:
+        return "not measured", "needs the models", {}
+    div = sum(len(summary["models"][n]["diverged"]) for n in names)
+    tot = sum(summary["models"][n]["n_seeds"] for n in names)
+    return ("supported" if div == 0 else "contradicted",
+            f"{div} of {tot} runs of {', '.join(_display(summary, n) for n in names)} diverged", {})
+
+
+def rule_equilibrium(summary, c, margin):
+    e = R.equilibrium(summary, c["a"])
+    if not e:
+        return "not measured", f"needs {_tx(c['a'])}'s discriminator outputs", {}
+    ev = (f"{_display(summary, c['a'])}'s D ends at {R.fmt(e['d_real'], 2)} on real and {R.fmt(e['d_fake'], 2)} "
+          f"on fake images (tolerance {R.fmt(R.EQUILIBRIUM_TOL, 1)})")
+    return ("supported" if e["at_equilibrium"] else "contradicted"), ev, e
+
+
+def rule_detach(summary, c, margin):
+    """Essential = the run without .detach() ends with an FD worse by more than `margin`."""
+    d = (R.dynamics_study(summary, c["a"]) or {}).get("detach")
+    if not d:
+        return "not measured", f"needs the detach ablation of {_tx(c['a'])}", {}
+    fw, fo = d["with"].get("fd"), d["without"].get("fd")
+    if fw is None or fo is None:
+        return "not measured", "a run of the ablation did not finish", {}
+    worse = fo > fw
+    counts = abs(fo - fw) > margin * max(fw, fo)
+    verdict = "supported" if worse and counts else "contradicted" if not counts or not worse else "inconclusive"
+    ev = (f"FD {R.fmt(fo)} without vs.\\ {R.fmt(fw)} with (one seed, {d['with'].get('steps', '')} steps); "
+          f"a step costs {R.times(d['time_ratio'])} as much")
+    return verdict, ev, {"fd_with": fw, "fd_without": fo, "time_ratio": d["time_ratio"]}
+
+
+def rule_ddim(summary, c, margin):
+    st = R.sampler_study(summary, c["a"])
+    if not st:
+        return "not measured", f"needs the sampler sweep of {_tx(c['a'])}", {}
+    ref, fast = st["ref"], st["fastest"]
+    if fast is None:
+        return ("contradicted", f"no DDIM step count stays within {R.fmt((R.SMALL_LOSS - 1) * 100)}\\% of the best FD "
+                f"({R.fmt(ref['fd']['mean'])} at {ref['steps']} steps)", {})
+    ev = (f"DDIM at {fast['steps']} steps: FD {R.fmt(fast['fd']['mean'])} vs.\\ {R.fmt(ref['fd']['mean'])} at "
+          f"{ref['steps']} steps, {R.times(st['speedup'])} faster ({_seeds(fast['fd'])})")
+    return ("supported" if st["supported"] else "inconclusive"), ev, {"speedup": st["speedup"]}
+
+
+def rule_no_likelihood(summary, c, margin):
+    names = [n for n in _members(summary, c["models"]) if n in summary["models"]]
+    if not names:
+        return "not measured", "needs the models", {}
+    with_bpd = [n for n in summary["order"] if quantity(summary, n, "bpd")]
+    gan_bpd = [n for n in names if summary["models"][n]["likelihood"] != "none" or n in with_bpd]
+    ev = (f"bits/dim measured for {len(with_bpd)} models, none of them among "
+          f"{', '.join(_display(summary, n) for n in names)}") if not gan_bpd else \
+        f"bits/dim measured for {', '.join(_display(summary, n) for n in gan_bpd)}"
+    return ("supported" if not gan_bpd else "contradicted"), ev, {}
+
+
+RULES = {name: globals()[f"rule_{name}"] for name in TESTS}
+
+
+def evaluate(summary: dict, ledger: dict) -> dict:
+    """Every claim's verdict with its evidence; counts of each verdict."""
+    margin = float(ledger.get("margin", 0.1))
+    rows = []
+    for c in ledger["claims"]:
+        verdict, evidence, numbers = RULES[c["test"]](summary, c, margin)
+        rows.append({"id": c["id"], "claim": c["claim"], "sources": c["sources"], "topic": c["topic"],
+                     "test": c["test"], "quantity": label(c["quantity"]) if "quantity" in c else c["test"],
+                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers)})
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+    return {"profile": summary["profile"], "margin": margin, "claims": rows, "counts": counts,
+            "sources": ledger["sources"], "by_id": {r["id"]: r for r in rows}}
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items() if not isinstance(v, (list, tuple)) or k == "values"}
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+# --------------------------------------------------------------------------- the tables
+
+def _cite(sources: dict, ids: list[str]) -> str:
+    return "\\citet{" + ",".join(sources[i]["key"] for i in ids) + "}"
+
+
+def claims_table(result: dict, caption: str) -> str:
+    """The ledger as a LaTeX longtable (booktabs; it may run over pages): claim, source, verdict,
+    evidence, grouped by topic."""
+    lines = ["{\\small", "\\begin{longtable}{@{}p{0.25\\linewidth}p{0.09\\linewidth}p{0.14\\linewidth}"
+             "p{0.43\\linewidth}@{}}",
+             f"\\caption{{{caption}}}\\label{{tab:claims}}\\\\",
+             "\\toprule", "Claim & Source & Verdict & Evidence (this build) \\\\", "\\midrule", "\\endfirsthead",
+             "\\toprule", "Claim & Source & Verdict & Evidence (this build) \\\\", "\\midrule", "\\endhead",
+             "\\bottomrule", "\\endfoot"]
+    topic = None
+    for r in result["claims"]:
+        if r["topic"] != topic:
+            if topic is not None:
+                lines.append("\\addlinespace")
+            topic = r["topic"]
+        cite = "\\citep{" + ",".join(result["sources"][s]["key"] for s in r["sources"]) + "}"
+        word = {"supported": "supported", "contradicted": "\\textbf{contradicted}",
+                "inconclusive": "\\textit{inconclusive}", "not measured": "not measured"}[r["verdict"]]
+        lines.append(f"{r['claim']} & {cite} & {word} & {r['evidence']} \\\\")
+    lines += ["\\end{longtable}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+CAPTION = ("The claims ledger (\\texttt{paper/claims.yaml}): each qualitative claim of the source material, the "
+           "measurement that tests it in this build, and the verdict its rule gives (Section~\\ref{sec:claims}). "
+           "Seed counts are given with every number.")
+
+
+def representative(summary: dict, ledger: dict, family: str) -> str | None:
+    for n in ledger.get("representatives", {}).get(family, []):
+        if n in summary["models"] and summary["models"][n]["n_ok"] > 0:
+            return n
+    return None
+
+
+def comparison_cells(summary: dict, ledger: dict) -> dict:
+    """The source material's qualitative comparison of GANs, VAEs and diffusion models, each cell
+    measured: family -> aspect -> LaTeX text (the numbers behind the adjectives)."""
+    out = {}
+    for fam in ("gan", "vae", "diffusion"):
+        n = representative(summary, ledger, fam)
+        if n is None:
+            continue
+        m = summary["models"][n]
+        q = lambda k: quantity(summary, n, k)  # noqa: E731
+        dyn = R.dynamics_study(summary, n)
+        cells = {"model": m["display"]}
+        if dyn:
+            cv = R.fmt(dyn["cv"], 2) if dyn["cv"] is not None else "n/a"
+            cells["stability"] = f"{dyn['n_failed']}/{dyn['n_runs']} short runs failed; seed CV of FD {cv}"
+            cells["ease"] = (f"{dyn['n_draws_failed']}/{len(dyn['draws'])} random hyperparameter draws failed"
+                             if dyn["draws"] else "n/a")
+        else:
+            div = len(m["diverged"])
+            cells["stability"] = f"{div}/{m['n_seeds']} runs diverged"
+            cells["ease"] = "not in the hyperparameter study"
+        cells["time"] = (f"{R.fmt(q('ms_per_step')['mean'], 2)}\\,ms/step; trained "
+                         f"{R.duration(q('train_seconds')['mean'])}") if q("ms_per_step") else "n/a"
+        sp = q("sample_ms_per_image")
+        cells["resources"] = (f"{R.fmt(q('params')['mean'] / 1e6, 2)}M parameters; "
+                              f"{R.fmt(q('nfe')['mean']) if q('nfe') else 'n/a'} NFE, "
+                              f"{R.fmt(sp['mean'], 2) if sp else 'n/a'}\\,ms/image") if q("params") else "n/a"
+        sh = q("sharpness")
+        floor = summary["reference"]["floor"].get("sharpness")
+        cells["quality"] = f"FD {R.pm(q('fd'))}" + (f"; sharpness {R.fmt(sh['mean'] / floor, 2)}$\\times$ real"
+                                                     if sh and floor else "")
+        cov = m.get("class_coverage")
+        cells["diversity"] = f"recall {R.pm(q('recall'))}" + (
+            f"; {cov['classes_covered']}/{cov['n_classes']} classes" if cov else "")
+        cells["uses"] = _uses(summary, fam, n)
+        out[fam] = cells
+    return out
+
+
+def _uses(summary: dict, fam: str, n: str) -> str:
+    """What this build measured each family doing, beyond unconditional samples."""
+    parts = []
+    if fam == "gan":
+        tr = summary.get("translation", {})
+        if "cyclegan" in tr:
+            t = tr["cyclegan"]["translation"]
+            parts.append(f"CycleGAN: {R.fmt(100 * t['success_ab']['mean'], 2)}\\% / "
+                         f"{R.fmt(100 * t['success_ba']['mean'], 2)}\\% of translations classified as the target")
+        if "srgan" in tr:
+            parts.append(f"super-resolution: PSNR {R.fmt(tr['srgan']['translation']['psnr']['mean'])}\\,dB")
+        if quantity(summary, "cgan", "cond_accuracy"):
+            parts.append(f"class control: accuracy {R.fmt(quantity(summary, 'cgan', 'cond_accuracy')['mean'], 2)}")
+    elif fam == "vae":
+        if quantity(summary, n, "recon_mse"):
+            parts.append(f"reconstruction MSE {R.fmt(quantity(summary, n, 'recon_mse')['mean'], 2)}")
+        if quantity(summary, n, "bpd"):
+            parts.append(f"likelihood bound {R.fmt(quantity(summary, n, 'bpd')['mean'])} bits/dim")
+        if quantity(summary, n, "probe:probe_acc"):
+            parts.append(f"features: linear probe {R.fmt(quantity(summary, n, 'probe:probe_acc')['mean'], 2)}")
+    else:
+        if quantity(summary, n, "bpd"):
+            parts.append(f"likelihood bound {R.fmt(quantity(summary, n, 'bpd')['mean'])} bits/dim")
+        g = next((R.guidance_study(summary, x) for x in summary.get("guidance", {})), None)
+        if g:
+            parts.append(f"guided class accuracy up to {R.fmt(g['best_acc']['cond_accuracy']['mean'], 2)}")
+    return "; ".join(parts) or "n/a"
+
+
+ASPECTS = [("stability", "Training stability"), ("time", "Training time"), ("resources", "Resources"),
+           ("quality", "Image quality"), ("diversity", "Output diversity"), ("ease", "Ease of tuning"),
+           ("uses", "Uses measured here")]
+
+
+def comparison_table(summary: dict, ledger: dict) -> str:
+    cells = comparison_cells(summary, ledger)
+    fams = [f for f in ("gan", "vae", "diffusion") if f in cells]
+    head = {"gan": "GAN", "vae": "VAE", "diffusion": "Diffusion"}
+    w = f"{0.78 / max(len(fams), 1):.2f}"
+    lines = ["\\begin{tabular}{@{}p{0.16\\linewidth}" + f"p{{{w}\\linewidth}}" * len(fams) + "@{}}", "\\toprule",
+             "Aspect & " + " & ".join(f"{head[f]} ({cells[f]['model']})" for f in fams) + " \\\\", "\\midrule"]
+    for key, name in ASPECTS:
+        lines.append(name + " & " + " & ".join(cells[f].get(key, "n/a") for f in fams) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(summary_path: str | Path, ledger_path: str | Path, out: str | Path, tables: str | Path) -> dict:
+    summary = load_json(summary_path)
+    ledger = load_ledger(ledger_path)
+    result = evaluate(summary, ledger)
+    result["comparison"] = comparison_cells(summary, ledger)
+    save_json(result, out)
+    tables = Path(tables)
+    tables.mkdir(parents=True, exist_ok=True)
+    for name, text in (("claims.tex", claims_table(result, CAPTION)), ("comparison.tex", comparison_table(summary, ledger))):
+        with atomic_path(tables / name) as tmp:
+            tmp.write_text(text)
+    c = result["counts"]
+    print(f"{len(result['claims'])} claims: " + ", ".join(f"{v} {k}" for k, v in c.items()))
+    return result

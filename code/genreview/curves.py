@@ -1,0 +1,140 @@
+"""Quality against training compute: a model's weights at several points of its main training run,
+each scored under the protocol.
+
+One FD per model at the end of a fixed budget mixes how good a family gets with how much training
+it was given. Lucic et al. (2018, "Are GANs created equal?") argue that families should be compared
+at equal computational budgets; this study gives each model its whole curve instead. The trainer
+keeps the weights at `snapshots` log-spaced steps (`train.snapshot_steps`, with the images seen and
+the training seconds up to each); `curve_run` draws `n` samples from every snapshot and scores them
+in the domain classifier's features (`metrics.Reference`, at that N). Diffusion models are sampled
+with DDIM (Song et al. 2021) at `sampler_steps` steps, with the model's own eta, to keep the many
+evaluations cheap; the other families with their own one-pass `sample`. Every snapshot is drawn from
+the same noise, so the curve follows the weights alone.
+
+The time to reach a quality threshold (`report.time_to_threshold`) and the paper's verdicts
+(`report.compute_study`) are read from these curves.
+
+The job is resumable point by point: a scored snapshot leaves points/step<k>.json, read back (not
+rescored) while the snapshot file and the scoring settings are unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .classifier import load_classifier
+from .evaluate import generate, reference_images
+from .metrics import EvalConfig, Reference
+from .models import build
+from .train import snapshot_steps
+from .utils import load_json, log, pick_device, save_json, seed_everything, set_threads
+
+
+@dataclass
+class CurvesConfig:
+    models: list = field(default_factory=lambda: ["vae", "dcgan", "wgan_gp", "ddpm", "ldm"])  # one job per seed
+    snapshots: int = 6           # weight snapshots per training run, log-spaced in steps (train.snapshot_steps)
+    n: int = 500                 # N scored per snapshot
+    threshold: float = 100.0     # the FD (at N = n) that counts as reached
+    sampler_steps: int = 50      # DDIM steps of the diffusion models (at most their T)
+
+
+def snapshot_files(run_dir: str | Path) -> dict[int, Path]:
+    """step -> run_dir/snapshots/step<step>.pt, for the snapshots on disk."""
+    return {int(p.stem[len("step"):]): p for p in (Path(run_dir) / "snapshots").glob("step*.pt")}
+
+
+def expected_steps(train_summary: dict) -> list[int]:
+    """The snapshot steps a finished (or diverged) run should have kept: those of its planned length,
+    up to the step it stopped at."""
+    cfg = train_summary.get("train_config", {})
+    steps = snapshot_steps(int(train_summary["planned_steps"]), int(cfg.get("snapshots", 0)))
+    return [k for k in steps if k <= train_summary["steps"]]
+
+
+def sample_options(model, cc: CurvesConfig) -> dict:
+    """What `evaluate.generate` passes on to model.sample: DDIM at sampler_steps (at most T) for a
+    diffusion model, nothing for a one-pass sampler."""
+    if hasattr(model, "make_scheduler"):
+        return {"sampler": "ddim", "steps": min(cc.sampler_steps, model.cfg.timesteps)}
+    return {}
+
+
+def _key(path: Path, step: int, scoring: dict) -> str:
+    st = path.stat()
+    blob = json.dumps({"step": step, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "scoring": scoring},
+                      sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _file_digest(path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def curve_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
+              threads: int | None = None) -> dict:
+    """Score every snapshot of the run in `run_dir`; writes out/points/step<k>.json per snapshot and
+    out/curve.json: {"model", "seed", "status", "n", "threshold", "sampler", "sampler_steps", "nfe",
+    "rows": [{"step", "images", "wall", "fd", "kid", ..., "sample_ms"}] in step order}.
+
+    spec: dataset, data_root, device, model, seed, eval (EvalConfig as a dict; its n_samples is replaced
+    by curves.n), curves (CurvesConfig as a dict)."""
+    set_threads(threads)
+    run_dir, out = Path(run_dir), Path(out)
+    cc = CurvesConfig(**spec["curves"])
+    ev = EvalConfig(**spec["eval"])
+    cfg = dataclasses.replace(ev, n_samples=cc.n, kid_subset_size=min(ev.kid_subset_size, cc.n))
+    device = pick_device(spec["device"])
+    summary = load_json(run_dir / "train_summary.json")
+    steps = expected_steps(summary)
+    files = snapshot_files(run_dir)
+    missing = [k for k in steps if k not in files]
+    if not summary.get("train_config", {}).get("snapshots"):
+        raise RuntimeError(f"{run_dir} kept no weight snapshots: it was trained with train.snapshots 0. List "
+                           f"{spec['model']} in curves.models and retrain it (snakemake --forcerun train, or "
+                           f"delete {run_dir}).")
+    if missing:
+        raise RuntimeError(f"{run_dir}/snapshots lacks the snapshots of steps {missing}: retrain the run "
+                           f"(snakemake --forcerun train, or delete {run_dir}).")
+
+    seed_everything(cfg.seed + spec["seed"])
+    test = D.load(spec["dataset"], spec["data_root"], "test")
+    model = build(spec["model"], summary["hparams"], test.shape).to(device).eval()
+    options = sample_options(model, cc)
+    nfe = model.network_evaluations("ddim", options["steps"]) if options else model.nfe
+    scoring = {"eval": dataclasses.asdict(cfg), "n": cc.n, "options": options, "classifier": _file_digest(classifier),
+               "precision": summary["precision"]}
+    ref = None  # built at the first snapshot that needs scoring
+    rows = []
+    for step in steps:
+        path, done = files[step], out / "points" / f"step{step}.json"
+        key = _key(path, step, scoring)
+        if done.exists() and load_json(done).get("key") == key:
+            rows.append(load_json(done))
+            log.info("curve %s: step %d read from %s", spec["model"], step, done)
+            continue
+        if ref is None:
+            ref = Reference(load_classifier(classifier, device), reference_images(test.images, cfg), cfg)
+        snap = torch.load(path, map_location=device, weights_only=False)
+        model.load_state_dict(snap["state_dict"])
+        model.eval()
+        fake, secs = generate(model, cc.n, cfg.batch_size, cfg.seed + spec["seed"], device, summary["precision"],
+                              **options)                                         # (n, C, H, W) uint8
+        row = {"step": step, "images": snap["images"], "wall": snap["wall"], **ref.score(fake),
+               "sample_ms": 1000 * secs / len(fake), "key": key}
+        save_json(row, done)
+        rows.append(row)
+        log.info("curve %s: step %d (%d images, %.0fs of training): FD %.3f", spec["model"], step, row["images"],
+                 row["wall"], row["fd"])
+    res = {"model": spec["model"], "seed": spec["seed"], "status": summary["status"], "n": cc.n,
+           "threshold": cc.threshold, "sampler": options.get("sampler", "native"),
+           "sampler_steps": options.get("steps"), "nfe": nfe, "planned_steps": summary["planned_steps"],
+           "train_seconds": summary["train_seconds"], "rows": rows}
+    save_json(res, out / "curve.json")
+    return res
