@@ -17,6 +17,7 @@ measured) for the paper.
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -200,13 +201,18 @@ def rule_threshold(summary, c, margin):
     return verdict, ev, {"a": a, "a_value": qa, "value": v}
 
 
+def _one_way(claimed: bool, reverse: bool) -> str:
+    """A study rule applied both ways round: supported when only the claimed direction holds,
+    contradicted when only the reverse does, else inconclusive."""
+    return "supported" if claimed and not reverse else "contradicted" if reverse and not claimed else "inconclusive"
+
+
 def rule_stability(summary, c, margin):
     """Claim: `a` is less stable than `b` in the short-run study (report.stability_verdict)."""
     fwd, back = R.stability_verdict(summary, c["a"], c["b"]), R.stability_verdict(summary, c["b"], c["a"])
     if not fwd:
         return "not measured", f"needs the training-dynamics study of {_tx(c['a'])} and {_tx(c['b'])}", {}
-    verdict = "supported" if fwd["less_stable"] and not back["less_stable"] else \
-        "contradicted" if back["less_stable"] and not fwd["less_stable"] else "inconclusive"
+    verdict = _one_way(fwd["less_stable"], back["less_stable"])
 
     def one(d, name):
         cv = R.fmt(d["cv"], 2) if d["cv"] is not None else "n/a"
@@ -219,8 +225,7 @@ def rule_sensitivity(summary, c, margin):
     fwd, back = R.sensitivity_verdict(summary, c["a"], c["b"]), R.sensitivity_verdict(summary, c["b"], c["a"])
     if not fwd:
         return "not measured", f"needs hyperparameter draws of {_tx(c['a'])} and {_tx(c['b'])}", {}
-    verdict = "supported" if fwd["more_sensitive"] and not back["more_sensitive"] else \
-        "contradicted" if back["more_sensitive"] and not fwd["more_sensitive"] else "inconclusive"
+    verdict = _one_way(fwd["more_sensitive"], back["more_sensitive"])
 
     def one(d, name):
         rng = R.fmt(d["draw_range"], 2) if d["draw_range"] is not None else "n/a"
@@ -402,7 +407,7 @@ def comparison_cells(summary: dict, ledger: dict) -> dict:
         if n is None:
             continue
         m = summary["models"][n]
-        q = lambda k: quantity(summary, n, k)  # noqa: E731
+        q = functools.partial(quantity, summary, n)
         dyn = R.dynamics_study(summary, n)
         cells = {"model": m["display"]}
         if dyn:
@@ -487,7 +492,8 @@ def write_claims(summary_path: str | Path, ledger_path: str | Path, out: str | P
     save_json(result, out)
     tables = Path(tables)
     tables.mkdir(parents=True, exist_ok=True)
-    for name, text in (("claims.tex", claims_table(result, CAPTION)), ("comparison.tex", comparison_table(summary, ledger))):
+    for name, text in (("claims.tex", claims_table(result, CAPTION)),
+                       ("comparison.tex", comparison_table(summary, ledger))):
         with atomic_path(tables / name) as tmp:
             tmp.write_text(text)
     c = result["counts"]

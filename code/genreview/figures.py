@@ -392,13 +392,7 @@ def sampling_cost_figure(summary, path):
     axes[1].set_xlabel(f"sampling time (ms/image, batch {summary['eval'].get('batch_size', 256)})")
     axes[0].set_ylabel(f"FD (N={n})")
     for ax in axes:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2 and 5 per decade
-            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: fmt(v, 2)))
-            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(alpha=0.3, which="both")
+        _log_axis(ax)
     fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, loc="upper center", ncol=4,
                bbox_to_anchor=(0.5, 1.0 + 0.045 * (len(axes[0].get_legend_handles_labels()[0]) // 4 + 1)))
     fig.tight_layout()

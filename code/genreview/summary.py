@@ -162,7 +162,8 @@ def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str
     summary = {
         "profile": cfg["profile"], "dataset": cfg["dataset"], "dataset_name": D.PRETTY[cfg["dataset"]],
         "class_names": D.CLASS_NAMES[cfg["dataset"]], "data": load_json(manifest),
-        "seeds": cfg["seeds"], "seeds_by_model": cfg.get("seeds_by_model", {}), "n_samples": ref["n_samples"], "n_reference": ref["n_reference"],
+        "seeds": cfg["seeds"], "seeds_by_model": cfg.get("seeds_by_model", {}),
+        "n_samples": ref["n_samples"], "n_reference": ref["n_reference"],
         "eval": cfg.get("eval", {}), "classifier": clf, "reference": ref, "device": ref["device"],
         "models": models, "order": samplers,
         "translation": {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in translators},
