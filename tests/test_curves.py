@@ -22,6 +22,7 @@ from genreview.train import Trainer, TrainConfig, snapshot_steps, train
 from genreview.utils import save_json, seed_everything
 
 from conftest import CPU, SHAPE, smoke_config, smoke_hparams
+from test_train import CrashesAt, Killed  # a job killed mid-run, as the resume tests simulate it
 
 pytestmark = pytest.mark.filterwarnings("ignore:Metric .* will save all extracted features:UserWarning")
 
@@ -96,22 +97,6 @@ def test_snapshots_change_nothing_in_training(plain_and_snapshotted):
     assert _same(snaps[16]["state_dict"], m1.state_dict()), "the last snapshot is not the final model"
     ema = [k for k in snaps[16]["state_dict"] if "ema" in k.lower()]
     assert not ema or all(torch.equal(snaps[16]["state_dict"][k], m1.state_dict()[k]) for k in ema)
-
-
-class Killed(RuntimeError):
-    pass
-
-
-class CrashesAt(VAE):
-    def __init__(self, cfg, shape, k):
-        super().__init__(cfg, shape)
-        self.k, self.calls = k, 0
-
-    def loss(self, x, y=None):
-        self.calls += 1
-        if self.calls == self.k:
-            raise Killed(f"killed at step {self.k}")
-        return super().loss(x, y)
 
 
 def test_a_resumed_run_keeps_its_earlier_snapshots(plain_and_snapshotted, small_train, tmp_path):
