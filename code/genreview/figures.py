@@ -35,7 +35,9 @@ def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> np.ndarray:
 
 
 def _show(ax, images, nrow, title=None):
-    ax.imshow(_grid(images, nrow), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    """uint8 (N, C, H, W) images as one grid: grey for one channel, colour for three."""
+    g = _grid(images, nrow)
+    ax.imshow(g, cmap="gray" if g.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([]), ax.set_yticks([])
     for s in ax.spines.values():
         s.set_visible(False)

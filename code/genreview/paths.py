@@ -4,23 +4,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+DEFAULT_DATASET = "fashion_mnist"
+
+
 @dataclass(frozen=True)
 class Paths:
     profile: str
     data_root: str = "data"
-    dataset: str = "fashion_mnist"
+    dataset: str = DEFAULT_DATASET
+
+    @property
+    def tag(self) -> str:
+        """The name of this build's results, logs and benchmarks folders: the profile, and for a dataset
+        other than the default the dataset too (`small-cifar10`), so that runs on different datasets
+        never overwrite each other."""
+        return self.profile if self.dataset == DEFAULT_DATASET else f"{self.profile}-{self.dataset}"
 
     @property
     def results(self) -> str:
-        return f"results/{self.profile}"
+        return f"results/{self.tag}"
 
     @property
     def logs(self) -> str:
-        return f"logs/{self.profile}"
+        return f"logs/{self.tag}"
 
     @property
     def benchmarks(self) -> str:
-        return f"benchmarks/{self.profile}"
+        return f"benchmarks/{self.tag}"
 
     @property
     def manifest(self) -> str:
@@ -78,12 +88,12 @@ class Paths:
     @property
     def arxiv(self) -> str:
         """The rendered paper as an arXiv submission (tex, .bbl, figures, tables)."""
-        return f"build/{self.profile}/arxiv.tar.gz"
+        return f"build/{self.tag}/arxiv.tar.gz"
 
     @property
     def report(self) -> str:
         """Where README suggests `snakemake --report` write its HTML report (not a rule's output)."""
-        return f"build/{self.profile}/report.html"
+        return f"build/{self.tag}/report.html"
 
     figures = "figures"
     tables = "tables"

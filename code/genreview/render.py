@@ -94,8 +94,8 @@ def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Pa
                 tmp.write_text(f"% Generated from {src.as_posix()}; edit that file, not this one.\n" + text)
         elif src.suffix in (".bib", ".bst", ".sty", ".cls"):
             dst = out_dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            with atomic_path(dst) as tmp:  # a declared output (the .bib): never half-copied
+                shutil.copyfile(src, tmp)
         else:
             continue
         written.append(dst)

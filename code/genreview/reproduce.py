@@ -36,7 +36,7 @@ from .models import DISPLAY
 from .report import fmt
 from .provenance import SHORT_HASH
 from .summary import TRAIN_METRICS, provenance
-from .utils import load_json, log, save_json
+from .utils import atomic_path, load_json, log, save_json
 
 # Headline metrics of the models that draw samples, and of the image-to-image models (their numbers live
 # under "translation"; baselines that do not depend on the model, such as bicubic upsampling, are left out).
@@ -235,7 +235,8 @@ def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out:
               "provenance": prov, "run": str(run_dir), "eval": str(eval_dir)}
     text = markdown(report)
     save_json(report, out / "report.json")
-    (out / "report.md").write_text(text)
+    with atomic_path(out / "report.md") as tmp:  # the rule's declared output: never half-written
+        tmp.write_text(text)
     print(text, flush=True)
     return report
 

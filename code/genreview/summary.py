@@ -19,7 +19,8 @@ METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "cover
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
            "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy",
            "sharpness"]
-TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params"]
+TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params",
+                 "images_per_s", "peak_memory_mb"]
 PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.provenance)
 
 
@@ -32,6 +33,10 @@ def model_summary(name: str, runs: list[dict]) -> dict:
            "n_seeds": len(runs), "n_ok": len(ok), "seeds": [r["seed"] for r in runs],
            "diverged": [{"seed": r["seed"], "at_step": r["train"].get("diverged_at"),
                          "reason": r["train"].get("divergence")} for r in runs if r["status"] == "diverged"],
+           # seeds restarted after a divergence (train.on_divergence: retry): attempts made, final lr scale
+           "retried": [{"seed": r["seed"], "attempts": len(r["train"]["attempts"]),
+                        "lr_scale": r["train"]["attempts"][-1]["lr_scale"], "status": r["status"]}
+                       for r in runs if len(r["train"].get("attempts", [])) > 1],
            "metrics": {}}
     for m in METRICS:
         if any(m in r for r in ok):

@@ -93,6 +93,11 @@ def cost_table(summary: dict) -> pd.DataFrame:
 
     d_params, d_step, d_images = dec("params", 1e-6), dec("ms_per_step"), dec("images_seen", 1e-3)
     d_sample = dec("sample_ms_per_image", mean_only=False)
+    d_rate = dec("images_per_s") if all("images_per_s" in m and m["images_per_s"]["mean"] is not None for m in ms) \
+        else None
+    if d_rate is not None:  # peak memory: one unit for the column, GB when any model needed a GB or more
+        gb = max(m["peak_memory_mb"]["mean"] for m in ms) >= 1024
+        unit, mem_scale, d_mem = ("\\,GB", 1 / 1024, 1) if gb else ("\\,MB", 1.0, 0)
     rows = []
     for name, m in zip(summary["order"], ms):
         rows.append({
@@ -101,6 +106,9 @@ def cost_table(summary: dict) -> pd.DataFrame:
             "Train time": duration(m["train_seconds"]["mean"]),
             "ms/step": fmt(m["ms_per_step"]["mean"], decimals=d_step),
             "Images seen": fmt(m["images_seen"]["mean"] / 1e3, decimals=d_images) + "\\,k",
+            **({"Images/s": fmt(m["images_per_s"]["mean"], decimals=d_rate),
+                "Peak mem.": fmt(m["peak_memory_mb"]["mean"] * mem_scale, decimals=d_mem) + unit}
+               if d_rate is not None else {}),
             "Sampling ms/image": pm(m.get("sample_ms_per_image"), decimals=d_sample),
             "NFE": fmt(m["nfe"]["mean"]) if "nfe" in m else "--",
         })
@@ -195,7 +203,8 @@ def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / "results.tex", out_dir / "cost.tex", out_dir / "likelihood.tex"]
     _write(results_table(summary), paths[0], "l" + "r" * len(quality_columns(summary)) + "rc")
-    _write(cost_table(summary), paths[1], "lrrrrrr")
+    cost = cost_table(summary)
+    _write(cost, paths[1], "l" + "r" * (len(cost.columns) - 1))
     _write(likelihood_table(summary), paths[2], "lrllrr")
     if summary.get("sweep"):
         df = sweep_table(summary)

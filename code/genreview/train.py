@@ -7,6 +7,11 @@ and random numbers), a per-step JSONL log, sample grids at chosen epochs, diverg
 detection, a progress bar, and the choice of precision and memory format measured on
 the machine at hand.
 
+A diverged run (a non-finite loss, or one above `explode_threshold`) is recorded and stopped
+(`on_divergence: record`), or restarted from step 0 with the same initial weights and random
+numbers and every learning rate scaled by `retry_lr_factor`, up to `divergence_retries` times
+(`retry`). Every attempt is recorded; a checkpoint holds its attempt's number and scale.
+
 With `snapshots` > 0 it also keeps the weights at that many log-spaced steps
 (`snapshot_steps`) in run/snapshots/step<k>.pt, with the images seen and the training
 seconds so far, for the quality-against-compute curves (`genreview.curves`). Which steps
@@ -49,6 +54,16 @@ class TrainConfig:
     precision: str = "auto"            # auto (measured) | fp32 | bf16
     memory_format: str = "auto"        # auto (measured) | channels_last | contiguous
     snapshots: int = 0                 # weights kept at this many log-spaced steps (curves.py); 0 = none
+    on_divergence: str = "record"      # record: stop, record it | retry: start over at a lower learning rate
+    divergence_retries: int = 2        # "retry": at most this many restarts after the first divergence
+    retry_lr_factor: float = 0.5       # "retry": every optimiser's learning rate x this, once more per restart
+
+    def __post_init__(self):
+        if self.on_divergence not in ("record", "retry"):
+            raise ValueError(f"train.on_divergence is {self.on_divergence!r}: use record or retry")
+        if self.divergence_retries < 0 or not 0 < self.retry_lr_factor <= 1:
+            raise ValueError(f"train.divergence_retries ({self.divergence_retries}) must be >= 0 and "
+                             f"train.retry_lr_factor ({self.retry_lr_factor}) in (0, 1]")
 
 
 SNAPSHOT_START = 0.02  # the first snapshot falls at this fraction of the run
@@ -71,9 +86,26 @@ class Diverged(RuntimeError):
     pass
 
 
+DIVERGENCE_POLICY = ("on_divergence", "divergence_retries", "retry_lr_factor")
+
+
 def run_id(spec: dict) -> str:
-    """Hash of everything that determines a run, so a stale checkpoint is never resumed."""
-    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of everything that determines a run, so a stale checkpoint is never resumed.
+
+    Under the default policy (on_divergence "record") the policy's keys change nothing and are left out,
+    so such runs keep the ids they had before the policy existed. Under "retry" they count: a checkpoint
+    of a restarted attempt holds its attempt number and learning-rate scale, which hold only for the same
+    retry_lr_factor and divergence_retries."""
+    return hashlib.sha1(json.dumps(_without_default_policy(spec), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without_default_policy(o):
+    if isinstance(o, dict):
+        default = o.get("on_divergence") == "record"
+        return {k: _without_default_policy(v) for k, v in o.items() if not (default and k in DIVERGENCE_POLICY)}
+    if isinstance(o, list):
+        return [_without_default_policy(v) for v in o]
+    return o
 
 
 class Trainer:
@@ -160,10 +192,43 @@ class Trainer:
         if ck.get("run_id") != self.rid:
             log.warning("ignoring checkpoint %s from a different configuration", self.ckpt_path)
             return None
-        if ck["state"].get("status") == "diverged":
+        if ck["state"].get("status") == "diverged" and not self._may_retry(ck["state"]):
             log.warning("not resuming %s: that run diverged; starting over", self.ckpt_path)
             return None
-        return ck
+        return ck  # a diverged one only when a retry is due: the caller starts the next attempt
+
+    # ---- divergence: record it, or start over at a lower learning rate ----------------------
+    def _may_retry(self, st: dict) -> bool:
+        return self.cfg.on_divergence == "retry" and st.get("attempt", 0) < self.cfg.divergence_retries
+
+    def _next_attempt(self, st: dict, model: GenerativeModel, fresh: tuple) -> dict:
+        """The state of a restart after the diverged attempt `st`: step 0, the initial weights and random
+        state of attempt 0, every learning rate scaled by retry_lr_factor once more; the measured speed
+        settings are kept. The diverged attempt's log is kept as train_log.attempt<k>.jsonl."""
+        k = st.get("attempt", 0)
+        past = st.get("attempts", []) + [{"lr_scale": st.get("lr_scale", 1.0), "diverged_at": st["diverged_at"],
+                                          "divergence": st["divergence"], "train_seconds": st["elapsed"]}]
+        scale = self.cfg.retry_lr_factor ** (k + 1)
+        log.warning("attempt %d diverged (%s); restarting from step 0 with learning rates x %g (retry %d of %d)",
+                    k, st["divergence"], scale, k + 1, self.cfg.divergence_retries)
+        if self.work_log_path.exists():
+            self.work_log_path.replace(self.out / f"train_log.attempt{k}.jsonl")
+        shutil.rmtree(self.snapshot_dir, ignore_errors=True)
+        for png in self.out.glob("samples_epoch*.png"):
+            png.unlink()
+        model.load_state_dict(fresh[0])
+        set_rng_state(fresh[1])
+        speed = {key: st[key] for key in ("precision", "memory_format", "calibration_ms")}
+        return {"step": 0, "elapsed": 0.0, "progress": {}, "status": "running", "overhead": 0.0,
+                "attempt": k + 1, "lr_scale": scale, "attempts": past, **speed}
+
+    @staticmethod
+    def _scale_lr(opts: dict, scale: float) -> None:
+        """Every optimiser's learning rates x scale, before the schedulers read them as their base rates."""
+        if scale != 1.0:
+            for o in opts.values():
+                for g in o.param_groups:
+                    g["lr"] *= scale
 
     # ---- the loop --------------------------------------------------------------------------
     def fit(self, model: GenerativeModel, batches: D.Batches) -> dict:
@@ -176,21 +241,49 @@ class Trainer:
         total = cfg.epochs * len(batches)
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
+        # where every attempt starts: the initial weights and random state (kept only when retries may come)
+        fresh = (copy.deepcopy(model.state_dict()), rng_state()) if cfg.on_divergence == "retry" else None
         ck = self._load_checkpoint()
-        if ck:
+        if ck and ck["state"]["status"] == "diverged":  # killed between a divergence and its restart
+            st, ck = self._next_attempt(ck["state"], model, fresh), None
+        elif ck:
             st = ck["state"]
-            log.info("resuming from %s at step %d/%d", self.ckpt_path, st["step"], total)
+            log.info("resuming from %s at step %d/%d (attempt %d)", self.ckpt_path, st["step"], total,
+                     st.get("attempt", 0))
         else:
             st = {"step": 0, "elapsed": 0.0, "progress": {}, "status": "running"}
             st.update(self._choose_speed_settings(model, batches))
             shutil.rmtree(self.snapshot_dir, ignore_errors=True)  # a fresh start: earlier snapshots are stale
+            for old in self.out.glob("train_log.attempt*.jsonl"):
+                old.unlink()
         # seconds of progress grids and snapshot saving, which the snapshots' training time leaves out
         st.setdefault("overhead", 0.0)
+        st.setdefault("attempt", 0)
+        st.setdefault("lr_scale", 1.0)
+        st.setdefault("attempts", [])  # the attempts before this one, each diverged
         keep = set(snapshot_steps(total, cfg.snapshots))
         channels_last = st["memory_format"] == "channels_last"
         if channels_last:
             model.to(memory_format=torch.channels_last)
+        while True:
+            self._fit_attempt(model, batches, st, ck, total, keep, channels_last)
+            if st["status"] != "diverged" or not self._may_retry(st):
+                break
+            st, ck = self._next_attempt(st, model, fresh), None
+        with atomic_path(self.log_path) as tmp:
+            shutil.copyfile(self.work_log_path, tmp)
+        st["total_steps"] = total
+        this = {"lr_scale": st["lr_scale"], "diverged_at": st.get("diverged_at"),
+                "divergence": st.get("divergence"), "train_seconds": st["elapsed"]}
+        st["attempts"] = st["attempts"] + [this]  # every attempt, the last one included
+        return st
+
+    def _fit_attempt(self, model, batches, st, ck, total, keep, channels_last) -> None:
+        """Train from st["step"] (from checkpoint `ck` when given) to `total` or to a divergence; updates st
+        and leaves a checkpoint of where it ended."""
+        cfg = self.cfg
         opts = model.configure_optimizers()
+        self._scale_lr(opts, st["lr_scale"])
         scheds = model.lr_schedulers(opts, total)
         if ck:
             model.load_state_dict(ck["model"])
@@ -249,7 +342,8 @@ class Trainer:
                     if st["step"] >= total:
                         break
         except Diverged as e:
-            log.error("run diverged: %s; recording it and stopping", e)
+            retry = "; retrying" if self._may_retry(st) else "; recording it and stopping"
+            log.error("run diverged: %s%s", e, retry)
             st["status"], st["diverged_at"], st["divergence"] = "diverged", st["step"], str(e)
         finally:
             bar.close()
@@ -258,10 +352,6 @@ class Trainer:
         st["elapsed"] = time.perf_counter() - t_start
         self._save_checkpoint(model, opts, scheds, st)
         self._logf.close()
-        with atomic_path(self.log_path) as tmp:
-            shutil.copyfile(self.work_log_path, tmp)
-        st["total_steps"] = total
-        return st
 
     def _log_window(self, window, st, scheds, t_start, per_epoch):
         keys = window[-1].keys()
@@ -289,8 +379,7 @@ class Trainer:
         set_rng_state(state)  # sampling must not shift the training run's random numbers
         grid = D.to_uint8(imgs)
         st["progress"][int(epoch)] = grid
-        from torchvision.utils import save_image
-        save_image(grid.float() / 255, self.out / f"samples_epoch{epoch:03d}.png", nrow=8)
+        _save_grid(grid, self.out / f"samples_epoch{epoch:03d}.png")
 
 
 def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
@@ -323,11 +412,17 @@ def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
         "batch_size": st.get("batch_size", cfg.batch_size),
         "images_seen": st.get("images_seen", st["step"] * cfg.batch_size),
         "train_seconds": st["elapsed"], "ms_per_step": 1000 * st["elapsed"] / max(1, st["step"]),
+        # throughput and the peak memory of this process (CUDA: max allocated on the GPU; else the peak RSS)
+        "images_per_s": st.get("images_seen", st["step"] * cfg.batch_size) / max(st["elapsed"], 1e-9),
+        "peak_memory_mb": peak_memory_mb(device), "peak_memory_kind": "cuda" if device.type == "cuda" else "rss",
         "params": count_parameters(model) - _ema_params(model),
         "sampling_params": count_parameters(model.sampling_network()),
         "precision": st["precision"], "memory_format": st["memory_format"],
         "calibration_ms": st["calibration_ms"], "device": device_name(device),
         "final_loss": _last_logged(out / "train_log.jsonl"),
+        # every attempt, in order: more than one when on_divergence "retry" restarted a diverged run
+        "attempts": st.get("attempts") or [{"lr_scale": 1.0, "diverged_at": st.get("diverged_at"),
+                                            "divergence": st.get("divergence"), "train_seconds": st["elapsed"]}],
         "hparams": spec["hparams"], "train_config": spec["train"], "fit": st.get("fit", {}),
     }
     save_json(summary, out / "train_summary.json")
@@ -361,10 +456,25 @@ def fit_classical(model: GenerativeModel, split: D.Split, cfg: TrainConfig, out:
         g = torch.Generator().manual_seed(seed + 12345)
         grid = D.to_uint8(model.sample(cfg.sample_grid, generator=g))
         st["progress"][1] = grid
-        from torchvision.utils import save_image
-        save_image(grid.float() / 255, out / "samples_epoch001.png", nrow=8)
+        _save_grid(grid, out / "samples_epoch001.png")
     log.info("fitted in %.1fs (%d iterations, converged %s)", elapsed, n_iter, stats.get("converged"))
     return st
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: on CUDA the most the caching allocator held for tensors
+    (`torch.cuda.max_memory_allocated`), on a CPU the peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _save_grid(grid: torch.Tensor, path: Path) -> None:
+    """A uint8 grid of images (N, C, H, W) as a PNG, 8 per row, written atomically."""
+    from torchvision.utils import save_image
+    with atomic_path(path) as tmp:
+        save_image(grid.float() / 255, tmp, nrow=8, format="png")
 
 
 def _ema_params(model) -> int:

@@ -41,8 +41,10 @@ from .base import EMA, GenerativeModel
 
 @dataclass
 class CycleGANConfig:
-    domain_a: int = 7           # Sneaker (Fashion-MNIST): same pose and outline as an ankle boot minus the shaft
-    domain_b: int = 9           # Ankle boot
+    # The two classes. These defaults are Fashion-MNIST's sneaker and ankle boot (same pose and outline
+    # minus the shaft); `data.CYCLEGAN_PAIRS` holds each dataset's pair (`data.dataset_hparams`).
+    domain_a: int = 7
+    domain_b: int = 9
     width: int = 32             # generator channels at full resolution (x2 per downsampling)
     n_down: int = 2             # stride-2 downsamplings before the residual blocks (2: blocks at 7 x 7)
     res_blocks: int = 6
