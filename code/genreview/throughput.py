@@ -8,16 +8,18 @@ size, with the precision and memory format the trainer would choose (`train.prec
 `train.memory_format`; "auto" measures them as `Trainer` does). Reported per model: parameters,
 images per second, ms per step, and peak memory: on CUDA the peak of
 `torch.cuda.max_memory_allocated` over the timed steps, on a CPU the process's peak resident set
-(which only grows, so read it per model as an upper bound). Classical models (GMM, HMM) are
-fitted by EM, not by steps, and are skipped. Use it to size a GPU job before the `full` profile
-runs, or to compare machines.
+(each model is measured in a fresh process, so that one model's peak is not another's).
+Classical models (GMM, HMM) are fitted by EM, not by steps, and are skipped. Use it to size a
+GPU job before the `full` profile runs, or to compare machines.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -25,7 +27,7 @@ import torch
 from . import config as C
 from . import data as D
 from .models import build
-from .train import TrainConfig, Trainer, peak_memory_mb
+from .train import TrainConfig, Trainer, _ema_params, peak_memory_mb
 from .utils import autocast, count_parameters, device_name, log, pick_device, save_json, set_threads
 
 
@@ -59,10 +61,19 @@ def measure(name: str, spec: dict, train: D.Split, device, steps: int, warmup: i
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    return {"params": count_parameters(model), "batch_size": cfg.batch_size, "precision": settings["precision"],
-            "memory_format": settings["memory_format"], "ms_per_step": 1e3 * seconds / steps,
+    return {"params": count_parameters(model) - _ema_params(model), "batch_size": cfg.batch_size,
+            "precision": settings["precision"], "memory_format": settings["memory_format"],
+            "ms_per_step": 1e3 * seconds / steps,
             "images_per_s": steps * cfg.batch_size / seconds, "peak_memory_mb": peak_memory_mb(device),
             "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS"}
+
+
+def _measure_alone(name: str, spec: dict, dataset: str, root: str, device: str, steps: int, warmup: int,
+                   out: str, threads: int | None) -> dict:
+    """`measure` in this (fresh) process: a CPU's peak RSS only grows, so each model gets its own process."""
+    set_threads(threads)
+    train = D.load(dataset, root, "train")
+    return measure(name, spec, train, torch.device(device), steps, warmup, Path(out))
 
 
 def main(argv=None) -> int:
@@ -85,12 +96,14 @@ def main(argv=None) -> int:
     device = pick_device(cfg.get("device", "auto"))
     D.prepare(cfg["dataset"], cfg["data"]["root"], cfg["data"]["debian_dir"],
               Path(args.out).with_suffix(".manifest.json"))
-    train = D.load(cfg["dataset"], cfg["data"]["root"], "train")
     res = {"profile": args.profile, "dataset": cfg["dataset"], "device": device_name(device),
            "threads": torch.get_num_threads(), "steps": args.steps, "models": {}}
     for name in args.models or cfg["models"]:
         spec = C.train_spec(cfg, name, 0, snapshots=False)
-        res["models"][name] = r = measure(name, spec, train, device, args.steps, args.warmup, Path(args.out).parent)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            r = pool.submit(_measure_alone, name, spec, cfg["dataset"], cfg["data"]["root"], str(device), args.steps,
+                            args.warmup, str(Path(args.out).parent), args.threads).result()
+        res["models"][name] = r
         log.info("%s: %s", name, r)
         save_json(res, args.out)  # after each model, so a long run keeps what it measured
     print(json.dumps(res, indent=2))
