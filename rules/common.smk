@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "code"))
 from genreview import config as C  # noqa: E402
 from genreview.data import missing_data_message  # noqa: E402
 from genreview.models import REGISTRY  # noqa: E402
-from genreview.metrics import InceptionWeightsMissing, check_inception_weights  # noqa: E402
+from genreview.evaluation.metrics import InceptionWeightsMissing, check_inception_weights  # noqa: E402
 from genreview.paths import Paths, figure_names, table_names  # noqa: E402
 
 try:

@@ -120,7 +120,7 @@ def small_train(train_split) -> D.Split:
 def tiny_classifier_dir(fmnist_root, tmp_path_factory) -> Path:
     """A folder holding classifier.pt and classifier.json: the protocol's DomainClassifier trained
     for 100 steps by the real code."""
-    from genreview.classifier import train_classifier
+    from genreview.evaluation.classifier import train_classifier
 
     spec = C.classifier_spec(smoke_config(fmnist_root))
     spec["device"] = "cpu"
@@ -134,7 +134,7 @@ def tiny_classifier_dir(fmnist_root, tmp_path_factory) -> Path:
 def tiny_classifier(tiny_classifier_dir):
     """(classifier, info) of `tiny_classifier_dir`."""
     import json
-    from genreview.classifier import load_classifier
+    from genreview.evaluation.classifier import load_classifier
 
     return (load_classifier(tiny_classifier_dir / "classifier.pt"),
             json.loads((tiny_classifier_dir / "classifier.json").read_text()))

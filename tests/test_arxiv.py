@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from genreview.arxiv import ArxivError, build
+from genreview.publish.arxiv import ArxivError, build
 
 MAIN = r"""% Generated from paper/main.tex.j2; edit that file, not this one.
 \documentclass{article}

@@ -15,7 +15,7 @@ pytest.importorskip("diffusers")
 
 
 def test_peer_ddpm_trains_and_samples_like_ours(small_train):
-    from genreview.peers import DiffusersDDPM
+    from genreview.bench.peers import DiffusersDDPM
     ours = build("ddpm", smoke_hparams("ddpm"), SHAPE)
     torch.manual_seed(0)
     peer = DiffusersDDPM(ours.cfg, SHAPE, channels=(16, 32, 32))
@@ -35,7 +35,7 @@ def test_peer_ddpm_trains_and_samples_like_ours(small_train):
 
 
 def test_peer_layout_is_the_nearest_in_parameters():
-    from genreview.peers import PEER_LAYOUTS, DiffusersDDPM, build_peer
+    from genreview.bench.peers import PEER_LAYOUTS, DiffusersDDPM, build_peer
     cfg = build("ddpm", {}, SHAPE).cfg
     counts = {ch: count_parameters(DiffusersDDPM(cfg, SHAPE, ch, a).unet) for ch, a in PEER_LAYOUTS[:4]}
     for ch, n in counts.items():
@@ -44,7 +44,7 @@ def test_peer_layout_is_the_nearest_in_parameters():
 
 def test_throughput_measures_a_family(small_train, tmp_path):
     from genreview import config as C
-    from genreview.throughput import measure
+    from genreview.bench.throughput import measure
     spec = C.train_spec(smoke_config(), "vae", 0, snapshots=False)
     r = measure("vae", spec, small_train, CPU, steps=2, warmup=1, out=tmp_path)
     assert r["params"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from genreview import claims as CL
+from genreview.publish import claims as CL
 from genreview.utils import load_json, save_json
 
 from conftest import REPO

@@ -12,7 +12,7 @@ from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 from genreview.data import to_unit
-from genreview.likelihood import bits_per_dim, dequantize
+from genreview.models.likelihood import bits_per_dim, dequantize
 from genreview.models.classical import GMM, HMM, GMMConfig, HMMConfig
 
 from conftest import SHAPE

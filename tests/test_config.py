@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from genreview import config as C
-from genreview.classifier import ClassifierConfig
-from genreview.metrics import EvalConfig
+from genreview.evaluation.classifier import ClassifierConfig
+from genreview.evaluation.metrics import EvalConfig
 from genreview.models import REGISTRY, config_fields
-from genreview.train import TRAIN_FIELDS, TrainConfig
+from genreview.training.train import TRAIN_FIELDS, TrainConfig
 
 from conftest import CONFIG_YAML, DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 
@@ -178,14 +178,14 @@ def test_schema_matches_the_dataclasses():
             f"{cfg_cls.__name__} shares field names with TrainConfig; train_spec would route them to training")
     assert set(settings["classifier"]["properties"]) == _fields(ClassifierConfig)
     assert set(settings["eval"]["properties"]) == _fields(EvalConfig)
-    from genreview.sweeps import GuidanceConfig, SweepConfig
+    from genreview.studies.sweeps import GuidanceConfig, SweepConfig
     assert set(settings["sweep"]["properties"]) == _fields(SweepConfig)
     assert set(settings["guidance"]["properties"]) == _fields(GuidanceConfig)
-    from genreview.dynamics import DynamicsConfig
-    from genreview.probes import ProbeConfig
+    from genreview.studies.dynamics import DynamicsConfig
+    from genreview.studies.probes import ProbeConfig
     assert set(settings["dynamics"]["properties"]) == _fields(DynamicsConfig)
     assert set(settings["probe"]["properties"]) == _fields(ProbeConfig) | {"models"}
-    from genreview.curves import CurvesConfig
+    from genreview.studies.curves import CurvesConfig
     assert set(settings["curves"]["properties"]) == _fields(CurvesConfig)
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import genreview.curves as CV
+import genreview.studies.curves as CV
 from genreview import config as C
 from genreview.data import Batches, Split
 from genreview.models import build
 from genreview.models.vae import VAE, VAEConfig
-from genreview.report import compute_study, time_to_threshold
-from genreview.summary import curve_summary
-from genreview.train import Trainer, TrainConfig, snapshot_steps, train
+from genreview.publish.report import compute_study, time_to_threshold
+from genreview.summary.collect import curve_summary
+from genreview.training.train import Trainer, TrainConfig, snapshot_steps, train
 from genreview.utils import save_json, seed_everything
 
 from conftest import CPU, SHAPE, smoke_config, smoke_hparams
@@ -199,9 +199,9 @@ def test_summary_and_study_read_the_curves(tmp_path):
     assert study["hidden"] == [("vae", "dcgan")], "the VAE ends best but reaches the threshold later"
     assert compute_study({"order": [], "curves": {}}) is None
 
-    from genreview.figures import quality_compute_figure
+    from genreview.publish.figures import quality_compute_figure
     from genreview.paths import figure_names, table_names
-    from genreview.tables import threshold_table
+    from genreview.publish.tables import threshold_table
 
     summary = {"order": ["vae", "dcgan", "wgan"], "curves": cs, "device": "Test CPU"}
     quality_compute_figure(summary, tmp_path / "quality_vs_compute.pdf")

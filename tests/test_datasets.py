@@ -12,10 +12,10 @@ import torch
 
 from genreview import config as C
 from genreview import data as D
-from genreview import evaluate as E
-from genreview.classifier import load_classifier, train_classifier
+from genreview.evaluation import evaluate as E
+from genreview.evaluation.classifier import load_classifier, train_classifier
 from genreview.data import Batches, to_unit
-from genreview.metrics import EvalConfig, Reference, uniform_noise
+from genreview.evaluation.metrics import EvalConfig, Reference, uniform_noise
 from genreview.models import REGISTRY, build
 from genreview.paths import Paths
 
@@ -161,7 +161,7 @@ def test_protocol_scores_rgb_samples(rgb_classifier, rgb_train, rgb_test, tmp_pa
 # --------------------------------------------------------------------------- (c) figures in colour
 
 def test_sample_figure_draws_rgb_in_colour(tmp_path):
-    from genreview.figures import samples_figure
+    from genreview.publish.figures import samples_figure
 
     red = torch.zeros(36, *RGB, dtype=torch.uint8)
     red[:, 0] = 255                                                   # pure red samples
@@ -180,7 +180,7 @@ def test_sample_figure_draws_rgb_in_colour(tmp_path):
 
 
 def test_sample_figure_draws_grey_in_grey(tmp_path):
-    from genreview.figures import samples_figure
+    from genreview.publish.figures import samples_figure
 
     grey = torch.full((36, 1, 28, 28), 128, dtype=torch.uint8)
     summary = {"order": ["vae"], "dataset_name": "MNIST",

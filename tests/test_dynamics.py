@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from genreview import config as C
-from genreview.dynamics import DynamicsConfig, draw, drawn_fields, dynamics_run, plan
-from genreview.metrics import Reference, class_coverage
+from genreview.studies.dynamics import DynamicsConfig, draw, drawn_fields, dynamics_run, plan
+from genreview.evaluation.metrics import Reference, class_coverage
 from genreview.models.classical import GMMConfig
 from genreview.models.dcgan import DCGAN, DCGANConfig
 from genreview.models.gan_variants import WGAN, WGANGP, CGANConfig, WGANConfig, WGANGPConfig
@@ -108,7 +108,7 @@ def test_class_coverage_tells_collapse_from_a_full_histogram():
 # --------------------------------------------------------------------------- a job end to end
 
 def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir, tmp_path, monkeypatch):
-    import genreview.dynamics as M
+    import genreview.studies.dynamics as M
 
     spec = _spec("dcgan", fmnist_root, steps=3, seeds=[0, 1], draws=1, n_samples=50, grid=4)
     spec["train_spec"]["train"].update(precision="auto", memory_format="auto")

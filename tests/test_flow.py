@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
-from genreview.likelihood import LOG_LEVELS, bits_per_dim, dequantize
+from genreview.models.likelihood import LOG_LEVELS, bits_per_dim, dequantize
 from genreview.models.flow import ActNorm, Flow, FlowConfig
 
 from conftest import CPU, SHAPE

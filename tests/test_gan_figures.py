@@ -1,4 +1,4 @@
-"""The GAN section's figures and tables (`genreview.gan_figures`) from a small fake summary: every
+"""The GAN section's figures and tables (`genreview.publish.gan_figures`) from a small fake summary: every
 figure is a PDF, the tables print the summary's numbers through `report`, `gan_figure_names` names
 exactly the files `make_gan_figures` writes, and missing models, runs and grids are left out."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ import copy
 import pytest
 import torch
 
-from genreview import gan_figures as G
+from genreview.publish import gan_figures as G
 from genreview.data import CLASS_NAMES
-from genreview.metrics import class_coverage
-from genreview.report import fmt, pm
-from genreview.summary import stat
+from genreview.evaluation.metrics import class_coverage
+from genreview.publish.report import fmt, pm
+from genreview.summary.collect import stat
 
 NAMES = CLASS_NAMES["fashion_mnist"]
 SHAPE = (1, 28, 28)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genreview.report import (EQUILIBRIUM_TOL, UNSTABLE_CV, dynamics_study, equilibrium, sci,
+from genreview.publish.report import (EQUILIBRIUM_TOL, UNSTABLE_CV, dynamics_study, equilibrium, sci,
                               sensitivity_verdict, stability_verdict)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from genreview.data import Batches, to_unit
 from genreview.diffusion.schedule import NoiseSchedule, make_betas
 from genreview.diffusion.scheduling_ddpm import DDPMScheduler
-from genreview.likelihood import bits_per_dim
+from genreview.models.likelihood import bits_per_dim
 from genreview.models.ddpm import DDPM, DDPMConfig, IDDPMConfig, discretized_gaussian_log_likelihood, normal_kl
 
 from conftest import CPU, SHAPE

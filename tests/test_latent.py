@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
-from genreview.models.latent import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
-from genreview.train import TrainConfig, Trainer
+from genreview.models.ldm import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
+from genreview.training.train import TrainConfig, Trainer
 
 from conftest import CPU, SHAPE
 

@@ -9,7 +9,7 @@ import torch
 from conftest import SHAPE, smoke_hparams
 from scipy.stats import norm
 
-from genreview.likelihood import bits_per_dim, dequantize, discrete_log_prob, to_levels
+from genreview.models.likelihood import bits_per_dim, dequantize, discrete_log_prob, to_levels
 from genreview.models import build
 from genreview.models.ddpm import discretized_gaussian_log_likelihood
 from genreview.models.vae import continuous_bernoulli_log_norm

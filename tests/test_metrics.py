@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genreview.metrics import EvalConfig, Reference, features, prdc, uniform_noise
+from genreview.evaluation.metrics import EvalConfig, Reference, features, prdc, uniform_noise
 
 pytestmark = pytest.mark.filterwarnings("ignore:Metric .* will save all extracted features:UserWarning")
 
@@ -158,7 +158,7 @@ def test_inception_fid_when_weights_are_configured(tiny_classifier, real_test, t
 
 
 def test_missing_inception_weights_is_a_clear_error(tmp_path):
-    from genreview.metrics import InceptionWeightsMissing, check_inception_weights
+    from genreview.evaluation.metrics import InceptionWeightsMissing, check_inception_weights
     with pytest.raises(InceptionWeightsMissing, match="eval.inception_weights"):
         check_inception_weights(str(tmp_path / "nope.pth"))
     check_inception_weights(None)  # not configured: nothing to check
@@ -168,7 +168,7 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path):
 
 def test_frechet_distance_equals_torchmetrics_fd(tiny_classifier, reference, scores, real_test, real_train):
     """Oracle: our Frechet distance on the classifier's features, at the full N, is torchmetrics' FD."""
-    from genreview.metrics import fd_curve, frechet_distance, gaussian
+    from genreview.evaluation.metrics import fd_curve, frechet_distance, gaussian
 
     clf, _ = tiny_classifier
     real = gaussian(features(clf, real_test).numpy())
@@ -186,7 +186,7 @@ def test_frechet_distance_closed_form():
     """Against scipy's matrix square root for covariances that do not commute, and the closed form
     |m1 - m2|^2 + sum (s1 - s2)^2 for diagonal ones."""
     from scipy.linalg import sqrtm
-    from genreview.metrics import frechet_distance
+    from genreview.evaluation.metrics import frechet_distance
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
@@ -201,7 +201,7 @@ def test_frechet_distance_closed_form():
 
 def _fds(shift: float, seeds, d: int = 32, n: int = 1000):
     """(FD_N, FD_inf) of n samples of N(shift e_1, I) against the exact N(0, I), for each seed."""
-    from genreview.metrics import fd_infinity, frechet_distance, gaussian
+    from genreview.evaluation.metrics import fd_infinity, frechet_distance, gaussian
 
     m = np.zeros(d)
     m[0] = shift
@@ -227,7 +227,7 @@ def test_fd_infinity_removes_the_finite_sample_bias():
 
 
 def test_fd_infinity_is_deterministic_and_needs_enough_samples():
-    from genreview.metrics import FD_INF_PER_DIM, fd_infinity, fd_sizes
+    from genreview.evaluation.metrics import FD_INF_PER_DIM, fd_infinity, fd_sizes
 
     x = np.random.default_rng(0).normal(size=(400, 8))
     a, b = (fd_infinity(x, np.zeros(8), np.eye(8), seed=5) for _ in range(2))

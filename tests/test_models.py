@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
-from genreview.likelihood import bits_per_dim
+from genreview.models.likelihood import bits_per_dim
 from genreview.models import REGISTRY, build
 
 from conftest import CPU, SHAPE, smoke_hparams

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from genreview import config as C
-from genreview import provenance as prov
-from genreview.latex import LatexError, build_pdf
+from genreview.summary import provenance as prov
+from genreview.publish.latex import LatexError, build_pdf
 from genreview.models import DISPLAY, REGISTRY, build
-from genreview.render import RenderError, render, tex_escape
-from genreview.report import compare, fmt, pm
-from genreview.summary import METRICS, TRAIN_METRICS, collect
-from genreview.tables import QUALITY
-from genreview.claims import write_claims
+from genreview.publish.render import RenderError, render, tex_escape
+from genreview.publish.report import compare, fmt, pm
+from genreview.summary.collect import METRICS, TRAIN_METRICS, collect
+from genreview.publish.tables import QUALITY
+from genreview.publish.claims import write_claims
 from genreview.utils import save_json
 
 from conftest import REPO, load_raw_config, smoke_hparams
@@ -384,7 +384,7 @@ def test_number_formatting():
 
 
 def test_column_decimals():
-    from genreview.report import column_decimals
+    from genreview.publish.report import column_decimals
 
     assert column_decimals([0.62, st(130.8), 361.6, None]) == 2, "two significant digits of the smallest value"
     assert column_decimals([st(45.3, 0.0123, 3), 0.62]) == 3, "two significant digits of the smallest spread"
@@ -399,7 +399,7 @@ def _decimals_of(cell: str) -> set[int]:
 def test_results_and_cost_tables_align_decimals_and_state_n(tmp_path):
     """Every number of a results or cost table column has the same decimals; FD's header names N, and a model
     scored at another N (PixelCNN in the smoke config) is marked; FD extrapolated to infinite N and KID follow FD."""
-    from genreview.tables import OTHER_N, cost_table, results_table
+    from genreview.publish.tables import OTHER_N, cost_table, results_table
 
     summary = json.loads(make_summary(tmp_path / "results").read_text())
     df = results_table(summary)

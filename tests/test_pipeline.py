@@ -21,8 +21,8 @@ import pytest
 
 from genreview.models import DISPLAY
 from genreview.paths import Paths
-from genreview.report import fmt, pm
-from genreview.tables import OTHER_N, QUALITY, quality_columns
+from genreview.publish.report import fmt, pm
+from genreview.publish.tables import OTHER_N, QUALITY, quality_columns
 
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
-from genreview.likelihood import to_levels
+from genreview.models.likelihood import to_levels
 from genreview.models.pixelcnn import PixelCNN, PixelCNNConfig
 
 from conftest import CPU, SHAPE

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from genreview import config as C
-from genreview.classifier import DomainClassifier
-from genreview.evaluate import _slerp_grid
+from genreview.evaluation.classifier import DomainClassifier
+from genreview.evaluation.evaluate import _slerp_grid
 from genreview.models import build
-from genreview.probes import (ProbeConfig, _differentiable_generator, _latent_generator, feature_extractor, invert,
+from genreview.studies.probes import (ProbeConfig, _differentiable_generator, _latent_generator, feature_extractor, invert,
                               linear_probe, path_length, probe_run, slerp)
 
 from conftest import SHAPE, smoke_config, smoke_hparams
@@ -229,7 +229,7 @@ def _probe_spec(root, model, seed=0):
 @pytest.mark.parametrize("name, kind, feature", [("dcgan", "inversion", "discriminator"),
                                                  ("vae", "encoder", "encoder")])
 def test_probe_run_on_a_trained_run(name, kind, feature, fmnist_root, tiny_classifier_dir, tmp_path):
-    from genreview.train import train
+    from genreview.training.train import train
 
     spec = C.train_spec(smoke_config(fmnist_root), name, 0)
     spec["train"]["max_steps"] = 3

@@ -14,7 +14,7 @@ import pytest
 
 from genreview import config as C
 from genreview.__main__ import main
-from genreview.reproduce import (ReproduceConfig, ReproduceError, compare, headline, judge, paper_entry,
+from genreview.studies.reproduce import (ReproduceConfig, ReproduceError, compare, headline, judge, paper_entry,
                                  reproduce, tolerance, verdict)
 
 from conftest import smoke_config
@@ -23,7 +23,7 @@ CFG = ReproduceConfig(k_sigma=2.0, rel_tol=0.1, cost_rel_tol=0.5)
 
 
 def _stat(values):
-    from genreview.report import stat
+    from genreview.publish.report import stat
     return stat(values)
 
 
@@ -137,7 +137,7 @@ def test_config_section_matches_the_dataclass_and_is_validated():
         C.validate({"profile": "smoke", "reproduce": {"k_sgima": 1.0}})
     spec = C.reproduce_spec(cfg, "vae", 7)
     assert spec["train"] == C.train_spec(cfg, "vae", 7) and spec["eval"] == C.eval_spec(cfg, "vae", 7)
-    from genreview.provenance import config_hash
+    from genreview.summary.provenance import config_hash
     assert spec["config_hash"] == config_hash(cfg) != config_hash({**cfg, "seeds": [0, 1]})
     with pytest.raises(C.ConfigError, match="unknown model 'vea'.*did you mean 'vae'"):
         C.reproduce_spec(cfg, "vea", 0)
@@ -156,9 +156,9 @@ def test_cli_names_the_fix_for_a_model_missing_from_the_summary(tmp_path, capsys
 # --------------------------------------------------------------------------- end to end
 
 def test_the_same_seed_reruns_identically_and_lands(fmnist_root, tiny_classifier_dir, tmp_path, capsys):
-    from genreview.evaluate import evaluate_run
-    from genreview.summary import model_summary, provenance
-    from genreview.train import train
+    from genreview.evaluation.evaluate import evaluate_run
+    from genreview.summary.collect import model_summary, provenance
+    from genreview.training.train import train
 
     spec = C.reproduce_spec(smoke_config(fmnist_root), "gmm", 0)
     classifier = tiny_classifier_dir / "classifier.pt"

@@ -19,7 +19,7 @@ import pytest
 
 from genreview import config as C
 from genreview.models import REGISTRY
-from genreview.provenance import config_hash
+from genreview.summary.provenance import config_hash
 
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from genreview.report import SMALL_LOSS, guidance_study, sampler_study
-from genreview.summary import study_summary
+from genreview.publish.report import SMALL_LOSS, guidance_study, sampler_study
+from genreview.summary.collect import study_summary
 from genreview.utils import save_json
 
 
@@ -107,7 +107,7 @@ def _study_spec(fmnist_root, name, **over):
 
 
 def test_sweep_covers_every_sampler_and_step_count(fmnist_root, tiny_classifier_dir, tmp_path):
-    from genreview.sweeps import sweep_run
+    from genreview.studies.sweeps import sweep_run
 
     spec = _study_spec(fmnist_root, "ddpm", sweep={"steps": [2, 5, 500], "n_samples": 24, "grid": 4})
     res = sweep_run(spec, _fake_run(tmp_path, "ddpm"), tiny_classifier_dir / "classifier.pt", tmp_path / "out")
@@ -122,7 +122,7 @@ def test_sweep_covers_every_sampler_and_step_count(fmnist_root, tiny_classifier_
 
 
 def test_one_shot_model_gives_one_point_and_a_diverged_run_none(fmnist_root, tiny_classifier_dir, tmp_path):
-    from genreview.sweeps import sweep_run
+    from genreview.studies.sweeps import sweep_run
 
     clf = tiny_classifier_dir / "classifier.pt"
     spec = _study_spec(fmnist_root, "vae", sweep={"n_samples": 20})
@@ -133,7 +133,7 @@ def test_one_shot_model_gives_one_point_and_a_diverged_run_none(fmnist_root, tin
 
 
 def test_guidance_sweep_scores_each_weight(fmnist_root, tiny_classifier_dir, tmp_path):
-    from genreview.sweeps import guidance_run
+    from genreview.studies.sweeps import guidance_run
 
     clf = tiny_classifier_dir / "classifier.pt"
     spec = _study_spec(fmnist_root, "cfg", guidance={"weights": [0.0, 3.0], "n_samples": 20, "per_class": 2})

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-import genreview.train as T
+import genreview.training.train as T
 from genreview.data import Batches
 from genreview.models import REGISTRY, build
 from genreview.models.base import GenerativeModel
 from genreview.models.vae import VAE, VAEConfig
-from genreview.train import Trainer, TrainConfig, run_id
+from genreview.training.train import Trainer, TrainConfig, run_id
 from genreview.utils import seed_everything
 
 from conftest import CPU, SHAPE, smoke_hparams
@@ -81,9 +81,9 @@ def test_divergence_is_recorded_at_its_step(how, small_train, tmp_path):
 def test_a_diverged_run_flows_through_train_evaluate_and_summary(fmnist_root, tmp_path, monkeypatch):
     """train() writes a summary naming the step; evaluate_run records it instead of scoring; the
     summary lists the seed as diverged and the results table says so."""
-    from genreview.evaluate import evaluate_run
-    from genreview.summary import model_summary
-    from genreview.tables import results_table
+    from genreview.evaluation.evaluate import evaluate_run
+    from genreview.summary.collect import model_summary
+    from genreview.publish.tables import results_table
 
     k = 5
     monkeypatch.setattr(T, "build", lambda name, hparams, shape: BlowsUpAt(k))
@@ -409,7 +409,7 @@ def test_resuming_a_retry_keeps_its_attempt_and_scale(after, small_train, tmp_pa
 
 
 def test_retries_reach_train_summary_and_the_summary(fmnist_root, tmp_path, monkeypatch):
-    from genreview.summary import model_summary
+    from genreview.summary.collect import model_summary
 
     monkeypatch.setattr(T, "build", lambda name, hparams, shape: _explodes())
     spec = {"dataset": "fashion_mnist", "data_root": str(fmnist_root), "device": "cpu", "model": "vae", "seed": 0,

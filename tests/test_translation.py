@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genreview.data import Batches, to_unit
-from genreview.metrics import EvalConfig, Reference
+from genreview.evaluation.metrics import EvalConfig, Reference
 from genreview.models.translation import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
                                           SuperResolutionL1Config)
-from genreview.translation_eval import PSNR_CAP_DB, bicubic, evaluate_translation, psnr, ssim
+from genreview.evaluation.translation import PSNR_CAP_DB, bicubic, evaluate_translation, psnr, ssim
 
 from conftest import CPU, SHAPE
 

@@ -175,66 +175,66 @@ def _run(args) -> int:
         spec = _spec(args, "data")
         prepare(spec["dataset"], spec["data_root"], spec["debian_dir"], args.manifest)
     elif args.cmd == "train-classifier":
-        from .classifier import train_classifier
+        from .evaluation.classifier import train_classifier
         train_classifier(_spec(args, "classifier"), args.out, args.threads)
     elif args.cmd == "train":
-        from .train import train
+        from .training.train import train
         train(_spec(args, "train"), args.out, args.threads)
     elif args.cmd == "evaluate":
-        from .evaluate import evaluate_run
+        from .evaluation.evaluate import evaluate_run
         evaluate_run(_spec(args, "eval"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "sweep":
-        from .sweeps import sweep_run
+        from .studies.sweeps import sweep_run
         sweep_run(_spec(args, "sweep"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "guidance":
-        from .sweeps import guidance_run
+        from .studies.sweeps import guidance_run
         guidance_run(_spec(args, "guidance"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "dynamics":
-        from .dynamics import dynamics_run
+        from .studies.dynamics import dynamics_run
         dynamics_run(_spec(args, "dynamics"), args.classifier, args.out, args.threads)
     elif args.cmd == "probe":
-        from .probes import probe_run
+        from .studies.probes import probe_run
         probe_run(_spec(args, "probe"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "curve":
-        from .curves import curve_run
+        from .studies.curves import curve_run
         curve_run(_spec(args, "curve"), args.run, args.classifier, args.out, args.threads)
     elif args.cmd == "reproduce":
-        from .reproduce import reproduce
+        from .studies.reproduce import reproduce
         reproduce(_spec(args, "reproduce"), args.summary, args.classifier, args.out, args.threads)
     elif args.cmd == "reference":
-        from .evaluate import reference
+        from .evaluation.evaluate import reference
         reference(_spec(args, "reference"), args.classifier, args.out, args.threads)
     elif args.cmd == "summarize":
-        from .summary import collect
+        from .summary.collect import collect
         collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out,
                 args.sweeps, args.guidance, args.dynamics, args.probes, args.curves)
     elif args.cmd == "figures":
-        from .figures import make_figures
+        from .publish.figures import make_figures
         make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out,
                      json.loads(args.sweeps), json.loads(args.guidance), json.loads(args.dynamics),
                      json.loads(args.probes))
     elif args.cmd == "tables":
-        from .tables import write_tables
+        from .publish.tables import write_tables
         write_tables(json.loads(open(args.summary).read()), args.out)
     elif args.cmd == "claims":
-        from .claims import write_claims
+        from .publish.claims import write_claims
         write_claims(args.summary, args.ledger, args.out, args.tables)
     elif args.cmd == "render":
-        from .render import render
+        from .publish.render import render
         render(args.templates, args.summary, args.out, args.figures, args.tables, claims=args.claims,
                provenance=args.provenance)
     elif args.cmd == "latex":
-        from .latex import build_pdf
+        from .publish.latex import build_pdf
         build_pdf(args.dir, args.out)
     elif args.cmd == "provenance":
-        from . import provenance as prov
+        from .summary import provenance as prov
         from .paths import Paths
         cfg = _spec(args, "config")
         files = (json.loads(args.benchmarks) if args.benchmarks else
                  prov.benchmark_files(args.benchmark_dir or Paths(cfg["profile"]).benchmarks))
         prov.write(cfg, files, args.out)
     elif args.cmd == "arxiv":
-        from .arxiv import build
+        from .publish.arxiv import build
         build(args.dir, args.out, args.main)
     return 0
 

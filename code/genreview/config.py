@@ -16,11 +16,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .classifier import ClassifierConfig
+from .evaluation.classifier import ClassifierConfig
 from .data import dataset_hparams
-from .metrics import EvalConfig
+from .evaluation.metrics import EvalConfig
 from .models import REGISTRY
-from .train import DIVERGENCE_POLICY, TrainConfig
+from .training.train import DIVERGENCE_POLICY, TrainConfig
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
@@ -227,12 +227,12 @@ def reference_spec(cfg: dict) -> dict:
 
 
 def sweep_config(cfg: dict) -> dict:
-    from .sweeps import SweepConfig
+    from .studies.sweeps import SweepConfig
     return dataclasses.asdict(SweepConfig(**cfg.get("sweep", {})))
 
 
 def guidance_config(cfg: dict) -> dict:
-    from .sweeps import GuidanceConfig
+    from .studies.sweeps import GuidanceConfig
     return dataclasses.asdict(GuidanceConfig(**cfg.get("guidance", {})))
 
 
@@ -258,12 +258,12 @@ PROBE_MODELS = ["vae", "dcgan", "wgan", "wgan_gp", "cgan", "stylegan"]
 
 
 def dynamics_config(cfg: dict) -> dict:
-    from .dynamics import DynamicsConfig
+    from .studies.dynamics import DynamicsConfig
     return dataclasses.asdict(DynamicsConfig(**cfg.get("dynamics", {})))
 
 
 def probe_config(cfg: dict) -> dict:
-    from .probes import ProbeConfig
+    from .studies.probes import ProbeConfig
     return dataclasses.asdict(ProbeConfig(**{k: v for k, v in cfg.get("probe", {}).items() if k != "models"}))
 
 
@@ -287,7 +287,7 @@ def probe_spec(cfg: dict, model: str, seed: int) -> dict:
 
 
 def curves_config(cfg: dict) -> dict:
-    from .curves import CurvesConfig
+    from .studies.curves import CurvesConfig
     return dataclasses.asdict(CurvesConfig(**cfg.get("curves", {})))
 
 
@@ -314,7 +314,7 @@ def curve_spec(cfg: dict, model: str, seed: int) -> dict:
 
 
 def reproduce_config(cfg: dict) -> dict:
-    from .reproduce import ReproduceConfig
+    from .studies.reproduce import ReproduceConfig
     return dataclasses.asdict(ReproduceConfig(**cfg.get("reproduce", {})))
 
 
@@ -322,7 +322,7 @@ def reproduce_spec(cfg: dict, model: str, seed: int) -> dict:
     """A reviewer's re-run of one model at one seed: the train and eval specs of the paper's runs (so the
     same seed repeats the same computation), the verdict's tolerances, and the resolved config's hash (the
     provenance record's, so that it can be compared with the paper's)."""
-    from .provenance import config_hash
+    from .summary.provenance import config_hash
 
     if model not in REGISTRY:
         close = difflib.get_close_matches(model, list(REGISTRY), n=1)

@@ -105,7 +105,7 @@ class Paths:
 def figure_names(models: list[str], sweep_models=(), guidance_models=(), dynamics_models=(),
                  probe_models=(), curve_models=()) -> list[str]:
     """The files `make_figures` writes for these models and studies (the Snakefile's outputs)."""
-    from .gan_figures import gan_figure_names
+    from .publish.gan_figures import gan_figure_names
     from .models import DISPLAY, REGISTRY
 
     samplers = [m for m in models if DISPLAY[m][1] != "translation"]  # image-to-image models draw no samples
@@ -132,7 +132,7 @@ def figure_names(models: list[str], sweep_models=(), guidance_models=(), dynamic
 
 def table_names(sweep_models=(), guidance_models=(), models=(), dynamics_models=(), curve_models=()) -> list[str]:
     """The files `write_tables` writes (the Snakefile's outputs)."""
-    from .gan_figures import gan_table_names
+    from .publish.gan_figures import gan_table_names
     from .models import DISPLAY
 
     names = ["results.tex", "cost.tex", "likelihood.tex"]

@@ -10,7 +10,7 @@ from .dcgan import DCGAN, DCGANConfig
 from .ddpm import DDPM, DDPMConfig, IDDPMConfig
 from .flow import Flow, FlowConfig
 from .gan_variants import WGAN, WGANGP, CGANConfig, ProjectionCGAN, WGANConfig, WGANGPConfig
-from .latent import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
+from .ldm import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .stylegan import StyleGAN, StyleGANConfig
 from .translation import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,

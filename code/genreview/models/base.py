@@ -2,7 +2,7 @@
 
 A family maps images in [0, 1] of shape (B, C, H, W) to a training loss, draws
 samples in the same range, and, where tractable, gives a log-likelihood or a bound
-on it. The trainer (`genreview.train`) knows nothing else about a model.
+on it. The trainer (`genreview.training.train`) knows nothing else about a model.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class GenerativeModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
         """log P(k) of the 8-bit images k = 255 x in nats per image, (B,): exact, or a lower bound
-        (or an unbiased estimate of one) when likelihood == "bound". See `genreview.likelihood`.
+        (or an unbiased estimate of one) when likelihood == "bound". See `genreview.models.likelihood`.
         `options` carries the evaluation's settings (iw_samples, vlb_timesteps); ignore the rest."""
         raise NotImplementedError(f"{type(self).__name__} has no tractable likelihood")
 

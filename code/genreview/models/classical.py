@@ -12,7 +12,7 @@ HMM: a Gaussian hidden Markov model (Rabiner 1989) that reads an image as a sequ
 rows, each a (C W)-dimensional emission; log p(y) is the forward algorithm over the rows.
 
 Both are fitted by scikit-learn / hmmlearn on uniformly dequantised images (`likelihood.dequantize`)
-and evaluated in torch from buffers, so `log_prob` follows the protocol of `genreview.likelihood`
+and evaluated in torch from buffers, so `log_prob` follows the protocol of `genreview.models.likelihood`
 (a lower bound on log P(k)) and a checkpoint loads into a freshly built model. Before `fit`, the
 buffers hold an isotropic Gaussian N(1/2, 1/12 I) (the moments of the uniform law on [0, 1]).
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..likelihood import dequantize, discrete_log_prob
+from .likelihood import dequantize, discrete_log_prob
 from .base import GenerativeModel
 
 LOG_2PI = math.log(2 * math.pi)

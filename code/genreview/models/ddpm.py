@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..diffusion.samplers import make_scheduler
 from ..diffusion.schedule import NoiseSchedule, make_betas
 from ..diffusion.unet import UNet
-from ..likelihood import to_levels
+from .likelihood import to_levels
 from .base import EMA, GenerativeModel, warmup_cosine
 
 

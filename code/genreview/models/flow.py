@@ -19,7 +19,7 @@ f is a chain whose log-determinants add up:
   y_b = x_b * exp(log s(x_a)) + t(x_a) (log-det sum log s); all but the last level factor
   half of the channels out to the base distribution (the multi-scale architecture).
 
-Training scores uniformly dequantised images y = (k + u) / 256 (`genreview.likelihood`):
+Training scores uniformly dequantised images y = (k + u) / 256 (`genreview.models.likelihood`):
 log P(k) >= E_u[log p(y)] - D log 256, and the loss is its negative in bits/dim,
 -(log p(y) - D log 256) / (D ln 2); a flow uniform on [0, 1]^D would score 8.
 
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import bits_per_dim, dequantize, discrete_log_prob
+from .likelihood import bits_per_dim, dequantize, discrete_log_prob
 from .base import GenerativeModel, warmup_cosine
 
 LOG_2PI = math.log(2 * math.pi)

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import LEVELS, to_levels
+from .likelihood import LEVELS, to_levels
 from .base import GenerativeModel
 
 

@@ -5,7 +5,7 @@ Translation with Conditional Adversarial Networks"; Ledig et al. 2017, SRGAN).
 
 Both map an image to an image instead of noise to an image, so neither draws unconditional
 samples: `sample` raises, `translator = True` tells the pipeline to score them with
-`genreview.translation_eval` instead of the sampling protocol, and `progress_grid` gives the
+`genreview.evaluation.translation` instead of the sampling protocol, and `progress_grid` gives the
 trainer's progress pictures (input, output pairs from a fixed set of training images).
 
 CycleGAN. Two domains are two classes of the data (`domain_a`, `domain_b`); the trainer's
@@ -195,12 +195,12 @@ def _net_out(net: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
 
 class _Translator(GenerativeModel):
     likelihood = "none"
-    translator = True   # evaluated by genreview.translation_eval, not by sampling
+    translator = True   # evaluated by genreview.evaluation.translation, not by sampling
 
     def sample(self, n, generator=None, **options):
         raise NotImplementedError(
             f"{type(self).__name__} translates images and has no unconditional samples; evaluate it with "
-            f"genreview.translation_eval.evaluate_translation (it sets translator = True)")
+            f"genreview.evaluation.translation.evaluate_translation (it sets translator = True)")
 
 
 # ---------------------------------------------------------------------------- CycleGAN

@@ -6,7 +6,7 @@ lower bound ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)), with the KL term in clo
 and the expectation estimated by one reparameterised sample.
 
 For the likelihood table, `log_prob` is the importance-weighted bound of Burda et al. (2016)
-with k samples from q(z|y) on uniformly dequantised data y (see `genreview.likelihood`). A
+with k samples from q(z|y) on uniformly dequantised data y (see `genreview.models.likelihood`). A
 Bernoulli likelihood is not a density on [0, 1], so the bound reads the decoder's output as a
 continuous Bernoulli (Loaiza-Ganem and Cunningham 2019): the same logits, with the normaliser
 C(l) = l / tanh(l / 2) that makes it one. It is a valid bound, looser than for a decoder
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import dequantize, discrete_log_prob
+from .likelihood import dequantize, discrete_log_prob
 from .base import GenerativeModel
 
 

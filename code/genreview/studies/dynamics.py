@@ -36,14 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data as D
-from .classifier import load_classifier, predict
-from .evaluate import generate, reference_images
-from .metrics import EvalConfig, Reference, class_coverage
-from .models import REGISTRY, build
-from .models.gan_variants import WGANConfig
-from .train import TrainConfig, Trainer, run_id
-from .utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
+from .. import data as D
+from ..evaluation.classifier import load_classifier, predict
+from ..evaluation.evaluate import generate, reference_images
+from ..evaluation.metrics import EvalConfig, Reference, class_coverage
+from ..models import REGISTRY, build
+from ..models.gan_variants import WGANConfig
+from ..training.train import TrainConfig, Trainer, run_id
+from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as D
-from .utils import log, pick_device, save_json, seed_everything, set_threads, torch_save
+from .. import data as D
+from ..utils import log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass

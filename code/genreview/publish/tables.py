@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .models import DISPLAY
+from ..models import DISPLAY
 from .report import column_decimals, duration, fmt, pm
-from .files import atomic_path
+from ..files import atomic_path
 
 # (metric, column header, scale, fixed decimals or None for one count per column, report.column_decimals)
 QUALITY = [("fd", "FD $\\downarrow$", 1.0, None), ("fd_inf", "FD$_\\infty$ $\\downarrow$", 1.0, None),

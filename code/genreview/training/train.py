@@ -14,7 +14,7 @@ numbers and every learning rate scaled by `retry_lr_factor`, up to `divergence_r
 
 With `snapshots` > 0 it also keeps the weights at that many log-spaced steps
 (`snapshot_steps`) in run/snapshots/step<k>.pt, with the images seen and the training
-seconds so far, for the quality-against-compute curves (`genreview.curves`). Which steps
+seconds so far, for the quality-against-compute curves (`genreview.studies.curves`). Which steps
 are kept depends on the run's length alone, and saving touches no random numbers, so a
 run with snapshots trains exactly as one without.
 """
@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import data as D
-from .models import build
-from .models.base import GenerativeModel
-from .report import CLEARLY_FASTER
-from .utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device,
+from .. import data as D
+from ..models import build
+from ..models.base import GenerativeModel
+from ..publish.report import CLEARLY_FASTER
+from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device,
                     resolve_precision, rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
 
 

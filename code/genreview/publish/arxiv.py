@@ -22,7 +22,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from .files import atomic_path
+from ..files import atomic_path
 
 # Extensions pdflatex tries, in its order, for \includegraphics{name} without one.
 GRAPHICS_EXT = [".pdf", ".png", ".jpg", ".jpeg", ".mps", ".jbig2", ".jb2", ".PDF", ".PNG", ".JPG", ".JPEG"]

@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from . import report as R
-from .files import atomic_path
-from .utils import load_json, save_json
+from ..files import atomic_path
+from ..utils import load_json, save_json
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",

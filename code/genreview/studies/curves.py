@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from . import data as D
-from .classifier import load_classifier
-from .evaluate import generate, reference_images
-from .metrics import EvalConfig, Reference
-from .models import build
-from .train import snapshot_steps
-from .utils import load_json, log, pick_device, save_json, seed_everything, set_threads
+from .. import data as D
+from ..evaluation.classifier import load_classifier
+from ..evaluation.evaluate import generate, reference_images
+from ..evaluation.metrics import EvalConfig, Reference
+from ..models import build
+from ..training.train import snapshot_steps
+from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Training throughput of every family under one profile: a benchmark, not a test.
 
-    python -m genreview.throughput --profile full --steps 20 --out bench/throughput_full.json
+    python -m genreview.bench.throughput --profile full --steps 20 --out bench/throughput_full.json
 
 For each model of the profile, the network is built with the profile's hyperparameters and
 trained for `--warmup` untimed and `--steps` timed steps on real batches at the profile's batch
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from . import config as C
-from . import data as D
-from .models import build
-from .train import TrainConfig, Trainer, _ema_params, peak_memory_mb
-from .utils import autocast, count_parameters, device_name, log, pick_device, save_json, set_threads
+from .. import config as C
+from .. import data as D
+from ..models import build
+from ..training.train import TrainConfig, Trainer, _ema_params, peak_memory_mb
+from ..utils import autocast, count_parameters, device_name, log, pick_device, save_json, set_threads
 
 
 def measure(name: str, spec: dict, train: D.Split, device, steps: int, warmup: int, out: Path) -> dict:
@@ -77,7 +77,7 @@ def _measure_alone(name: str, spec: dict, dataset: str, root: str, device: str, 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genreview.throughput", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m genreview.bench.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--profile", default="full", choices=["smoke", "small", "full"])

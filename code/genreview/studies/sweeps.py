@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from . import data as D
-from .classifier import load_classifier, predict
-from .evaluate import _load_model, generate, reference_images
-from .metrics import EvalConfig, Reference
-from .utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
+from .. import data as D
+from ..evaluation.classifier import load_classifier, predict
+from ..evaluation.evaluate import _load_model, generate, reference_images
+from ..evaluation.metrics import EvalConfig, Reference
+from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass

@@ -42,7 +42,7 @@ class EvalConfig:
     seed: int = 1234
     # per-model sample counts for models whose sampling is slow (PixelCNN); FD is reported with its N
     n_samples_by_model: dict = field(default_factory=dict)
-    # the likelihood protocol (genreview.likelihood): bits/dim on a fixed subset of the test split
+    # the likelihood protocol (genreview.models.likelihood): bits/dim on a fixed subset of the test split
     nll_images: int = 1000       # 0 skips bits/dim
     nll_batch: int = 250
     iw_samples: int = 64         # k of the VAE's importance-weighted bound (Burda et al. 2016)

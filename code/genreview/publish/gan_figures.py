@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .models import DISPLAY  # noqa: E402
+from ..models import DISPLAY  # noqa: E402
 from .render import tex_escape  # noqa: E402
 from .report import dynamics_study, fmt, pm  # noqa: E402
 
@@ -265,7 +265,7 @@ def _psis(summary: dict, n: int) -> list[float]:
     trunc = summary.get("models", {}).get("stylegan", {}).get("truncation") or []
     if len(trunc) == n:
         return [t["psi"] for t in trunc]
-    from .evaluate import TRUNCATION_PSIS
+    from ..evaluation.evaluate import TRUNCATION_PSIS
     return list(TRUNCATION_PSIS)[:n]
 
 

@@ -1,6 +1,6 @@
 """Our DDPM against diffusers' on the same budget: a benchmark, not a test.
 
-    python -m genreview.peers --steps 1000 --out bench/ddpm_vs_diffusers.json
+    python -m genreview.bench.peers --steps 1000 --out bench/ddpm_vs_diffusers.json
 
 Two DDPMs (Ho et al. 2020) are trained side by side for the same steps on the same batches of
 the same data, with the same recipe: Adam at the profile's learning rate, warm-up and cosine
@@ -32,14 +32,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import config as C
-from . import data as D
-from .classifier import load_classifier, train_classifier
-from .metrics import features, frechet_distance, gaussian
-from .models import build
-from .models.base import EMA, GenerativeModel
-from .models.ddpm import DDPM
-from .utils import autocast, count_parameters, log, pick_device, resolve_precision, save_json, set_threads
+from .. import config as C
+from .. import data as D
+from ..evaluation.classifier import load_classifier, train_classifier
+from ..evaluation.metrics import features, frechet_distance, gaussian
+from ..models import build
+from ..models.base import EMA, GenerativeModel
+from ..models.ddpm import DDPM
+from ..utils import autocast, count_parameters, log, pick_device, resolve_precision, save_json, set_threads
 
 # UNet2DModel layouts tried for the peer, (block_out_channels, attention on the middle level)
 PEER_LAYOUTS = [((16, 32, 32), True), ((32, 64, 64), True), ((40, 80, 80), True), ((48, 96, 96), True),
@@ -219,7 +219,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genreview.peers", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m genreview.bench.peers", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--profile", default="small", choices=["smoke", "small", "full"],

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .files import atomic_path
+from ..files import atomic_path
 
 ERROR_LINE = re.compile(r"^(?:\./)?(?P<file>[^:\s]+\.tex):(?P<line>\d+): (?P<msg>.*)$")
 

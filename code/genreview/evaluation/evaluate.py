@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from . import data as D
+from .. import data as D
 from .classifier import load_classifier, predict
-from .likelihood import bits_per_dim
+from ..models.likelihood import bits_per_dim
 from .metrics import EvalConfig, Reference, uniform_noise
-from .models import build
-from .translation_eval import evaluate_translation
-from .utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
+from ..models import build
+from .translation import evaluate_translation
+from ..utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
                     seed_everything, set_threads, torch_save)
 
 
@@ -205,7 +205,7 @@ def _evaluate_translator(model, test: D.Split, clf, cfg: EvalConfig, device, met
 
 @torch.no_grad()
 def score_likelihood(model, test: D.Split, cfg: EvalConfig, device) -> dict:
-    """Bits per dimension on a fixed random subset of the test split (see `genreview.likelihood`), in fp32."""
+    """Bits per dimension on a fixed random subset of the test split (see `genreview.models.likelihood`), in fp32."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
     idx = torch.randperm(len(test), generator=g)[:cfg.nll_images]
     x = D.to_unit(test.images[idx])

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import data as D
+from .. import data as D
 from . import provenance as _prov
-from .metrics import class_coverage
-from .models import DISPLAY, REGISTRY
-from .report import stat, time_to_threshold
-from .utils import load_json, save_json
+from ..evaluation.metrics import class_coverage
+from ..models import DISPLAY, REGISTRY
+from ..publish.report import stat, time_to_threshold
+from ..utils import load_json, save_json
 
 METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
@@ -21,7 +21,7 @@ METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "cover
            "sharpness"]
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params",
                  "images_per_s", "peak_memory_mb"]
-PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.provenance)
+PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.summary.provenance)
 
 
 def model_summary(name: str, runs: list[dict]) -> dict:
@@ -124,7 +124,7 @@ def curve_summary(files: list[str]) -> dict:
 
 def provenance() -> dict:
     """Commit, local changes, versions and date (the full record, with hardware and cost, is
-    genreview.provenance's provenance.json)."""
+    genreview.summary.provenance's provenance.json)."""
     return _prov.code_provenance()
 
 

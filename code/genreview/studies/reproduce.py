@@ -32,11 +32,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import DISPLAY
-from .report import fmt
-from .provenance import SHORT_HASH
-from .summary import TRAIN_METRICS, provenance
-from .utils import atomic_path, load_json, log, save_json
+from ..models import DISPLAY
+from ..publish.report import fmt
+from ..summary.provenance import SHORT_HASH
+from ..summary.collect import TRAIN_METRICS, provenance
+from ..utils import atomic_path, load_json, log, save_json
 
 # Headline metrics of the models that draw samples, and of the image-to-image models (their numbers live
 # under "translation"; baselines that do not depend on the model, such as bicubic upsampling, are left out).
@@ -194,8 +194,8 @@ def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out:
               threads: int | None = None) -> dict:
     """Re-run spec["model"] at spec["seed"] into `out` (see `genreview.config.reproduce_spec`), judge it
     against `summary_path`, write report.json and report.md there, print the markdown and return the report."""
-    from .evaluate import evaluate_run
-    from .train import train
+    from ..evaluation.evaluate import evaluate_run
+    from ..training.train import train
 
     model, seed, out = spec["model"], int(spec["seed"]), Path(out)
     cfg = ReproduceConfig(**spec["reproduce"])
@@ -222,7 +222,7 @@ def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out:
               f"(hparams.{model} in config.yaml) and rebuild the paper's runs")
 
     prov = provenance()
-    full = spec["config_hash"]  # genreview.provenance.config_hash of the resolved config
+    full = spec["config_hash"]  # genreview.summary.provenance.config_hash of the resolved config
     record = Path(summary_path).parent / "provenance.json"  # the paper's build record, where one was written
     paper_hash = load_json(record).get("config_hash") if record.exists() else None
     report = {"model": model, "display": DISPLAY[model][0], "seed": seed, "profile": spec["profile"],

@@ -26,10 +26,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import data as D
+from .. import data as D
 from .classifier import DomainClassifier, predict
 from .metrics import EvalConfig, Reference
-from .utils import Stopwatch
+from ..utils import Stopwatch
 
 PSNR_CAP_DB = 100.0   # the PSNR of an image whose MSE is 1e-10 at data range 1
 

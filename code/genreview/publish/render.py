@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from . import report
-from .files import atomic_path
+from ..files import atomic_path
 
 
 def environment(template_dir: str | Path) -> jinja2.Environment:
@@ -69,8 +69,8 @@ def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Pa
            provenance: str | Path | None = None) -> list[Path]:
     """Render every *.tex.j2 under template_dir into out_dir (same relative paths, .tex)
     and copy the other files (the bibliography) beside them. `claims`: the ledger's verdicts
-    (genreview.claims), as `claims` in the templates (None without it). `provenance`: the build's
-    provenance.json (genreview.provenance), as `prov` (None without it)."""
+    (genreview.publish.claims), as `claims` in the templates (None without it). `provenance`: the build's
+    provenance.json (genreview.summary.provenance), as `prov` (None without it)."""
     template_dir, out_dir = Path(template_dir), Path(out_dir)
     summary = json.loads(Path(summary_path).read_text())
     env = environment(template_dir)

@@ -337,7 +337,7 @@ def time_to_threshold(rows: list[dict], threshold: float, key: str = "fd") -> di
 
 
 def compute_study(summary: dict) -> dict | None:
-    """What the quality-against-compute curves (summary["curves"], `genreview.curves`) say.
+    """What the quality-against-compute curves (summary["curves"], `genreview.studies.curves`) say.
 
     models: the models with a curve, in the summary's order; tt: model -> its time_to_threshold (of the
     mean curve over seeds) or None; reached: the models that reach the threshold, soonest in training

@@ -12,12 +12,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from . import data as D  # noqa: E402
+from .. import data as D  # noqa: E402
 from .report import fmt  # noqa: E402
-from .models import DISPLAY, REGISTRY  # noqa: E402
+from ..models import DISPLAY, REGISTRY  # noqa: E402
 from .gan_figures import make_gan_figures  # noqa: E402
-from .paths import figure_names  # noqa: E402
-from .utils import atomic_path  # noqa: E402
+from ..paths import figure_names  # noqa: E402
+from ..utils import atomic_path  # noqa: E402
 
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
                      "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 150, "savefig.dpi": 300,
