@@ -85,13 +85,13 @@ def test_threshold_rule_on_both_sides(tmp_path):
 
 def test_family_selectors_pick_the_best_member_and_skip_conditional_models(tmp_path):
     s = _summary(tmp_path, seeds=(0,))
-    for name, fd in [("ddpm", 50.0), ("iddpm", 20.0), ("cfg", 1.0), ("dcgan", 30.0), ("vae", 90.0)]:
+    for name, fd in [("ddpm", 50.0), ("iddpm", 20.0), ("guided_ldm", 1.0), ("dcgan", 30.0), ("vae", 90.0)]:
         s["models"][name]["metrics"]["fd"] = st(fd)
     for name in s["order"]:
-        if name not in ("ddpm", "iddpm", "cfg", "dcgan", "vae"):
+        if name not in ("ddpm", "iddpm", "guided_ldm", "dcgan", "vae"):
             s["models"][name]["metrics"]["fd"] = st(200.0)
     r = _verdict(s, "diffusion_best_quality")
-    assert (r["numbers"]["a"], r["numbers"]["b"]) == ("iddpm", "dcgan")  # cfg is class-conditional
+    assert (r["numbers"]["a"], r["numbers"]["b"]) == ("iddpm", "dcgan")  # guided_ldm is class-conditional
     assert r["verdict"] == "supported"
 
 

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from genreview.data import to_unit
 from genreview.models.likelihood import bits_per_dim, dequantize
-from genreview.models.classical import GMM, HMM, GMMConfig, HMMConfig
+from genreview.models import GMM, HMM, GMMConfig, HMMConfig
 
 from conftest import SHAPE
 

@@ -12,9 +12,9 @@ import torch
 from genreview import config as C
 from genreview.studies.dynamics import DynamicsConfig, draw, drawn_fields, dynamics_run, plan
 from genreview.evaluation.metrics import Reference, class_coverage
-from genreview.models.classical import GMMConfig
+from genreview.models import GMMConfig
 from genreview.models.dcgan import DCGAN, DCGANConfig
-from genreview.models.gan_variants import WGAN, WGANGP, CGANConfig, WGANConfig, WGANGPConfig
+from genreview.models import WGAN, WGANGP, CGANConfig, WGANConfig, WGANGPConfig
 from genreview.models.stylegan import StyleGAN, StyleGANConfig
 from genreview.models.vae import VAEConfig
 

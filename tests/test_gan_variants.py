@@ -12,8 +12,8 @@ from torch import nn
 
 from genreview.data import Batches
 from genreview.models.dcgan import DCGAN, DCGANConfig
-from genreview.models.gan_variants import (CGANConfig, ProjectionCGAN, WGAN, WGANConfig, WGANGP, WGANGPConfig,
-                                           gradient_penalty)
+from genreview.models import CGANConfig, ProjectionCGAN, WGAN, WGANConfig, WGANGP, WGANGPConfig
+from genreview.models.wgan_gp import gradient_penalty
 
 from conftest import CPU, SHAPE
 

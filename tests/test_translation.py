@@ -12,7 +12,7 @@ from torch import nn
 
 from genreview.data import Batches, to_unit
 from genreview.evaluation.metrics import EvalConfig, Reference
-from genreview.models.translation import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
+from genreview.models import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
                                           SuperResolutionL1Config)
 from genreview.evaluation.translation import PSNR_CAP_DB, bicubic, evaluate_translation, psnr, ssim
 
@@ -125,7 +125,7 @@ def test_same_keys_every_step_even_without_a_domain():
 def test_cyclegan_interface_and_schedule(small_train):
     model = cyclegan()
     assert model.translator and model.likelihood == "none"
-    with pytest.raises(NotImplementedError, match="translation_eval"):
+    with pytest.raises(NotImplementedError, match="evaluate_translation"):
         model.sample(4)
     x = to_unit(small_train.images[:6])
     assert model.translate_ab(x).shape == x.shape and model.translate_ba(x).min() >= 0

@@ -16,21 +16,41 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import config_schema
+from .hparams import hp
 from .evaluation.classifier import ClassifierConfig
 from .data import dataset_hparams
 from .evaluation.metrics import EvalConfig
-from .models import REGISTRY
+from .models import REGISTRY, renamed_hint
 from .training.train import DIVERGENCE_POLICY, TrainConfig
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
     """config.yaml is invalid; the message names the key and what to do."""
 
 
+def sections() -> dict[str, type]:
+    """config.yaml's sections that hold one config dataclass's fields: key -> dataclass."""
+    from .studies.curves import CurvesConfig
+    from .studies.dynamics import DynamicsConfig
+    from .studies.probes import ProbeConfig
+    from .studies.reproduce import ReproduceConfig
+    from .studies.sweeps import GuidanceConfig, SweepConfig
+    return {"classifier": ClassifierConfig, "eval": EvalConfig, "sweep": SweepConfig, "guidance": GuidanceConfig,
+            "dynamics": DynamicsConfig, "probe": ProbeConfig, "curves": CurvesConfig, "reproduce": ReproduceConfig,
+            "cluster": ClusterConfig}
+
+
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The JSON schema of config.yaml: schemas/config.schema.yaml completed from the dataclasses
+    (genreview.config_schema)."""
+    return config_schema.build(sections())
+
+
+def write_schema(path: str | Path) -> str:
+    """Write the schema as JSON to `path` (for Snakemake's `validate`, which reads a file); returns its path."""
+    return config_schema.write(load_schema(), path)
 
 
 def load(path: str | Path) -> dict:
@@ -73,14 +93,14 @@ def _message(err: jsonschema.ValidationError, root: dict, source: str) -> str:
         for key in extra:
             full = f"{where}.{key}" if err.absolute_path else key
             close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = renamed_hint(key) or (f" (did you mean '{close[0]}'?)" if close else "")
             parts.append(f"{source}: unknown key '{full}'{hint}. Allowed here: {', '.join(allowed)}")
         return "\n".join(parts)
     if err.validator == "enum" and "propertyNames" in err.schema_path:
-        return (f"{source}: '{where}' has the key {err.instance!r}, not one of "
+        return (f"{source}: '{where}' has the key {err.instance!r}{renamed_hint(err.instance)}, not one of "
                 f"{', '.join(map(str, err.validator_value))}")
     if err.validator == "enum":
-        return (f"{source}: '{where}' is {err.instance!r}, not one of "
+        return (f"{source}: '{where}' is {err.instance!r}{renamed_hint(err.instance)}, not one of "
                 f"{', '.join(map(str, err.validator_value))}")
     if err.validator == "type":
         hint = ""
@@ -135,19 +155,23 @@ JOB_KINDS = ("classifier", "train", "sample", "dynamics", "reproduce", "referenc
 GPU_KINDS = ("classifier", "train", "sample", "dynamics", "reproduce")
 
 
+_PER_KIND = {"$ref": "#/$defs/per_job_kind"}
+
+
 @dataclasses.dataclass
 class ClusterConfig:
     """Job sizes for a cluster scheduler (`snakemake --profile profiles/slurm`), by kind of job; ignored by
-    local runs. gpu: the network jobs ask for one GPU (unless `device: cpu`); threads, mem_mb and runtime
+    local runs. The defaults are declared here only: config.yaml's `cluster:` (and `profiles.<name>.cluster`)
+    override them. gpu: the network jobs ask for one GPU (unless `device: cpu`); threads, mem_mb and runtime
     (minutes): kind -> value, a partial mapping overriding these defaults kind by kind."""
-    gpu: bool = True
-    threads: dict = dataclasses.field(default_factory=lambda: {
-        "classifier": 4, "train": 8, "sample": 4, "dynamics": 4, "reproduce": 8, "reference": 4})
-    mem_mb: dict = dataclasses.field(default_factory=lambda: {
-        "classifier": 8000, "train": 16000, "sample": 16000, "dynamics": 16000, "reproduce": 16000,
-        "reference": 8000})
-    runtime: dict = dataclasses.field(default_factory=lambda: {
-        "classifier": 60, "train": 720, "sample": 240, "dynamics": 720, "reproduce": 960, "reference": 60})
+    gpu: bool = hp(True, doc="network jobs (classifier, train, sample, dynamics, reproduce) ask for one GPU, "
+                             "unless device is cpu")
+    threads: dict = hp({"classifier": 4, "train": 8, "sample": 4, "dynamics": 4, "reproduce": 8, "reference": 4},
+                       doc="CPUs per job (sbatch --cpus-per-task)", schema=_PER_KIND)
+    mem_mb: dict = hp({"classifier": 8000, "train": 16000, "sample": 16000, "dynamics": 16000, "reproduce": 16000,
+                       "reference": 8000}, doc="memory per job in MB (sbatch --mem)", schema=_PER_KIND)
+    runtime: dict = hp({"classifier": 60, "train": 720, "sample": 240, "dynamics": 720, "reproduce": 960,
+                        "reference": 60}, doc="wall-time limit per job in minutes (sbatch -t)", schema=_PER_KIND)
 
 
 def cluster_config(raw: dict) -> dict:

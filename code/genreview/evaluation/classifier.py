@@ -16,17 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
+from ..hparams import hp
 from ..utils import log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass
 class ClassifierConfig:
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 2e-3
-    width: int = 32
-    features: int = 128     # size of the penultimate layer, the protocol's feature space
-    max_steps: int = 0      # > 0 caps training (smoke runs)
+    epochs: int = hp(3, minimum=1)
+    batch_size: int = hp(128, minimum=1)
+    lr: float = hp(2e-3, exclusive_minimum=0)
+    width: int = hp(32, minimum=1)
+    features: int = hp(128, minimum=2)  # size of the penultimate layer, the protocol's feature space
+    max_steps: int = hp(0, minimum=0)   # > 0 caps training (smoke runs)
 
 
 class DomainClassifier(nn.Module):

@@ -1,4 +1,4 @@
-"""Evaluation of the image-to-image models (`genreview.models.translation`), which draw no
+"""Evaluation of the image-to-image models (`genreview.models.cyclegan`, `genreview.models.srgan`), which draw no
 unconditional samples and so are scored on test images they translate.
 
 CycleGAN (Zhu et al. 2017), on n test images of each domain:

@@ -5,16 +5,19 @@ import dataclasses
 
 from .base import GenerativeModel
 from .cascade import CascadeConfig, CascadedDiffusion
-from .classical import GMM, HMM, GMMConfig, HMMConfig
+from .gmm import GMM, GMMConfig
+from .hmm import HMM, HMMConfig
 from .dcgan import DCGAN, DCGANConfig
 from .ddpm import DDPM, DDPMConfig, IDDPMConfig
 from .flow import Flow, FlowConfig
-from .gan_variants import WGAN, WGANGP, CGANConfig, ProjectionCGAN, WGANConfig, WGANGPConfig
+from .wgan import WGAN, WGANConfig
+from .wgan_gp import WGANGP, WGANGPConfig
+from .cgan import CGANConfig, ProjectionCGAN
 from .ldm import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .stylegan import StyleGAN, StyleGANConfig
-from .translation import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
-                          SuperResolutionL1Config)
+from .cyclegan import CycleGAN, CycleGANConfig
+from .srgan import SuperResolutionConfig, SuperResolutionGAN, SuperResolutionL1Config
 from .vae import VAE, VAEConfig
 
 REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
@@ -34,7 +37,7 @@ REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "ddpm": (DDPM, DDPMConfig),
     "iddpm": (DDPM, IDDPMConfig),
     "ldm": (LatentDiffusion, LatentDiffusionConfig),
-    "cfg": (LatentDiffusion, GuidedLatentDiffusionConfig),
+    "guided_ldm": (LatentDiffusion, GuidedLatentDiffusionConfig),
     "cascade": (CascadedDiffusion, CascadeConfig),
 }
 
@@ -56,9 +59,17 @@ DISPLAY = {
     "ddpm": ("DDPM", "diffusion"),
     "iddpm": ("Improved DDPM", "diffusion"),
     "ldm": ("LDM", "diffusion"),
-    "cfg": ("Guided LDM", "diffusion"),
+    "guided_ldm": ("Guided LDM", "diffusion"),
     "cascade": ("Cascaded DDPM", "diffusion"),
 }
+
+# Models renamed since an earlier release: the old name gets an error naming the new one.
+RENAMED = {"cfg": "guided_ldm"}  # `cfg` collided with the name of every config variable
+
+
+def renamed_hint(name) -> str:
+    """' (renamed: use ...)' for a model's old name, else ''."""
+    return f" (model {name!r} was renamed {RENAMED[name]!r}: use the new name)" if name in RENAMED else ""
 
 
 def config_fields(name: str) -> set[str]:
@@ -68,7 +79,7 @@ def config_fields(name: str) -> set[str]:
 def build(name: str, hparams: dict, shape) -> GenerativeModel:
     """Instantiate family `name` with its dataclass defaults overridden by `hparams`."""
     if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+        raise KeyError(f"unknown model {name!r}{renamed_hint(name)}; known: {', '.join(REGISTRY)}")
     cls, cfg_cls = REGISTRY[name]
     unknown = set(hparams) - config_fields(name)
     if unknown:

@@ -8,7 +8,7 @@ make D call its fakes real. Samples come from an exponential moving average of G
 weights when `ema_decay` > 0 (Yazici et al. 2019).
 
 A step is written as two halves, `critic_step` and `generator_step`, around two losses,
-`critic_losses` and `generator_loss`; the variants in `gan_variants` (WGAN, WGAN-GP, a
+`critic_losses` and `generator_loss`; the variants in `wgan`, `wgan_gp` and `cgan` (WGAN, WGAN-GP, a
 projection cGAN) change the losses, the optimisers and how often G steps, not the loop.
 `detach_fake = False` is the review's ablation of the `.detach()`: D's backward then also
 runs through G and leaves gradients on it (reported as `g_grad_in_d_step`), and G's graph

@@ -41,7 +41,7 @@ from ..evaluation.classifier import load_classifier, predict
 from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference, class_coverage
 from ..models import REGISTRY, build
-from ..models.gan_variants import WGANConfig
+from ..models.wgan import WGANConfig
 from ..training.train import TrainConfig, Trainer, run_id
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
 

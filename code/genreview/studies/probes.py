@@ -30,7 +30,7 @@ from .. import data as D
 from ..evaluation.classifier import DomainClassifier, load_classifier
 from ..evaluation.evaluate import _load_model
 from ..models.dcgan import DCGAN
-from ..models.gan_variants import ProjectionCGAN
+from ..models.cgan import ProjectionCGAN
 from ..models.stylegan import StyleGAN, lrelu, minibatch_stddev
 from ..models.vae import VAE
 from ..utils import Stopwatch, device_name, load_json, log, pick_device, save_json, set_threads, torch_save

@@ -27,13 +27,14 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from .. import data as D
+from ..hparams import hp
 from ..models import build
 from ..models.base import GenerativeModel
 from ..publish.report import CLEARLY_FASTER
@@ -43,20 +44,23 @@ from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, device_
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
-    max_steps: int = 0                 # > 0 stops after this many steps (smoke runs)
-    batch_size: int = 128
-    sample_epochs: list = field(default_factory=lambda: [1, 10, 20, 25])
-    sample_grid: int = 64              # images per progress grid
-    checkpoint_every: int = 200        # steps; also at every epoch end
-    log_every: int = 10                # steps per JSONL line (losses averaged over them)
-    explode_threshold: float = 1e6     # |loss| above this counts as divergence
-    precision: str = "auto"            # auto (measured) | fp32 | bf16
-    memory_format: str = "auto"        # auto (measured) | channels_last | contiguous
-    snapshots: int = 0                 # weights kept at this many log-spaced steps (curves.py); 0 = none
-    on_divergence: str = "record"      # record: stop, record it | retry: start over at a lower learning rate
-    divergence_retries: int = 2        # "retry": at most this many restarts after the first divergence
-    retry_lr_factor: float = 0.5       # "retry": every optimiser's learning rate x this, once more per restart
+    epochs: int = hp(5, minimum=1)
+    max_steps: int = hp(0, minimum=0)                # > 0 stops after this many steps (smoke runs)
+    batch_size: int = hp(128, minimum=1)
+    sample_epochs: list[int] = hp([1, 10, 20, 25], items={"minimum": 1})
+    sample_grid: int = hp(64, minimum=1)             # images per progress grid
+    checkpoint_every: int = hp(200, minimum=1)       # steps; also at every epoch end
+    log_every: int = hp(10, minimum=1)               # steps per JSONL line (losses averaged over them)
+    explode_threshold: float = hp(1e6, exclusive_minimum=0)  # |loss| above this counts as divergence
+    precision: str = hp("auto", enum=["auto", "fp32", "bf16"])  # auto: measured
+    memory_format: str = hp("auto", enum=["auto", "channels_last", "contiguous"])  # auto: measured
+    snapshots: int = hp(0, minimum=0, doc="weights kept at this many log-spaced steps (0 = none); set by curves "
+                                          "for its models")
+    on_divergence: str = hp("record", enum=["record", "retry"],
+                            doc="a diverged run: record it and stop, or restart from step 0 at a lower learning rate")
+    divergence_retries: int = hp(2, minimum=0, doc="retry: at most this many restarts after the first divergence")
+    retry_lr_factor: float = hp(0.5, exclusive_minimum=0, maximum=1,
+                                doc="retry: every optimiser's learning rate x this, once more per restart")
 
     def __post_init__(self):
         if self.on_divergence not in ("record", "retry"):

@@ -1,14 +1,7 @@
 """Image-to-image GANs: CycleGAN for unpaired translation between two classes (Zhu et al. 2017,
 "Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks") and a
-Pix2Pix-style conditional GAN for 2x super-resolution (Isola et al. 2017, "Image-to-Image
-Translation with Conditional Adversarial Networks"; Ledig et al. 2017, SRGAN).
 
-Both map an image to an image instead of noise to an image, so neither draws unconditional
-samples: `sample` raises, `translator = True` tells the pipeline to score them with
-`genreview.evaluation.translation` instead of the sampling protocol, and `progress_grid` gives the
-trainer's progress pictures (input, output pairs from a fixed set of training images).
-
-CycleGAN. Two domains are two classes of the data (`domain_a`, `domain_b`); the trainer's
+Two domains are two classes of the data (`domain_a`, `domain_b`); the trainer's
 mixed-class batches are split by label and the other classes ignored. Generators G_AB, G_BA are
 ResNet generators (c7s1-w, stride-2 downsampling, residual blocks, transposed-conv upsampling,
 c7s1-C, instance norm, as in the paper's appendix) scaled to 28 x 28; discriminators D_A, D_B are
@@ -18,25 +11,17 @@ Losses: least-squares GAN (Mao et al. 2017), cycle consistency lambda_cyc |G_BA(
 D's loss is halved, one Adam(2e-4, (0.5, 0.999)) for both generators and one for both
 discriminators, the rate decaying linearly to 0 over the last half of training. Not here: the
 paper's history buffer of 50 past fakes for D.
-
-Super-resolution. The input is the 2x2 mean-pooled image (14 x 14); a residual generator with
-sub-pixel upsampling (Shi et al. 2016) predicts the full image as a correction to the bilinear
-upsampling of the input (its last layer starts at zero, so an untrained model is bilinear
-interpolation). The PatchGAN discriminator sees the pair (bilinear-upsampled input, image), as in
-Pix2Pix; the generator minimises adv_weight * GAN loss + l1_weight * L1 (Pix2Pix: 1 and 100).
-adv_weight = 0 is the L1-only baseline with the same generator; its discriminator is never stepped.
 """
-from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
-from .base import EMA, GenerativeModel
+from .base import EMA
+from .translator import PatchDiscriminator, ResBlock, Translator, batched, gan_loss, scalar_zero
 
 
 @dataclass
@@ -64,43 +49,6 @@ class CycleGANConfig:
             raise ValueError(f"decay_from ({self.decay_from}) must lie in [0, 1]")
 
 
-@dataclass
-class SuperResolutionConfig:
-    width: int = 32             # generator channels at low resolution
-    res_blocks: int = 4
-    width_d: int = 32
-    gan_mode: str = "vanilla"   # vanilla (Pix2Pix's cross-entropy) | lsgan
-    adv_weight: float = 1.0     # 0: the L1-only baseline, no discriminator step
-    l1_weight: float = 100.0    # Pix2Pix's lambda
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.999
-
-    def __post_init__(self):
-        if self.gan_mode not in ("vanilla", "lsgan"):
-            raise ValueError(f"gan_mode is {self.gan_mode!r}: use 'vanilla' or 'lsgan'")
-
-
-@dataclass
-class SuperResolutionL1Config(SuperResolutionConfig):
-    adv_weight: float = 0.0     # the L1-only baseline: same generator, no adversarial term
-
-
-# ---------------------------------------------------------------------------- networks
-
-class ResBlock(nn.Module):
-    """x + conv-(norm)-ReLU-conv-(norm)(x), reflection-padded as in CycleGAN."""
-
-    def __init__(self, ch: int, norm: bool = True):
-        super().__init__()
-        n = (lambda: nn.InstanceNorm2d(ch)) if norm else nn.Identity
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), n(), nn.ReLU(True),
-                                  nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), n())
-
-    def forward(self, x):
-        return x + self.body(x)
-
 
 class ResnetGenerator(nn.Module):
     """CycleGAN's generator: (B, C, H, W) in [-1, 1] -> (B, C, H, W) in [-1, 1]. H, W divisible by 2^n_down."""
@@ -124,88 +72,8 @@ class ResnetGenerator(nn.Module):
         return self.net(x)
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN (Isola et al. 2017) scaled to 28 px: (B, c_in, H, W) -> patch logits (B, 1, H/4, W/4),
-    each seeing an 18 x 18 pixel patch (4x4 s2, 4x4 s2, 3x3 s1, 1x1)."""
 
-    def __init__(self, c_in: int, width: int):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(c_in, width, 4, 2, 1), nn.LeakyReLU(0.2, True),                          # (B, w, H/2, W/2)
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.InstanceNorm2d(2 * width), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * width, 4 * width, 3, 1, 1), nn.InstanceNorm2d(4 * width), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(4 * width, 1, 1),                                                        # (B, 1, H/4, W/4)
-        )
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class SRGenerator(nn.Module):
-    """(B, C, h, w) in [-1, 1] -> (B, C, 2h, 2w): bilinear upsampling plus a learned correction
-    (conv, residual blocks without norm, sub-pixel x2 upsampling, conv; the last conv starts at zero)."""
-
-    def __init__(self, c: int, width: int, res_blocks: int):
-        super().__init__()
-        self.head = nn.Conv2d(c, width, 3, 1, 1)
-        self.body = nn.Sequential(*[ResBlock(width, norm=False) for _ in range(res_blocks)])
-        self.up = nn.Sequential(nn.Conv2d(width, 4 * width, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU(True))
-        self.tail = nn.Conv2d(width, c, 3, 1, 1)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
-
-    def forward(self, low):
-        h = self.head(low)
-        h = self.up(h + self.body(h))                                          # (B, w, 2h, 2w)
-        return upsample(low) + self.tail(h)
-
-
-def upsample(low: torch.Tensor) -> torch.Tensor:
-    """Bilinear x2: (B, C, h, w) -> (B, C, 2h, 2w)."""
-    return F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
-
-
-def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
-    """Mean GAN loss of (patch) logits against the label real/fake: least squares or cross-entropy."""
-    logits = logits.float()
-    target = torch.full_like(logits, 1.0 if real else 0.0)
-    if mode == "lsgan":
-        return F.mse_loss(logits, target)
-    return F.binary_cross_entropy_with_logits(logits, target)
-
-
-def _score(logits: torch.Tensor, mode: str) -> torch.Tensor:
-    """D's mean verdict, 1 = real: a probability (vanilla) or the least-squares score (lsgan)."""
-    logits = logits.detach().float()
-    return (torch.sigmoid(logits) if mode == "vanilla" else logits).mean()
-
-
-def _zero(device) -> torch.Tensor:
-    return torch.zeros((), device=device)
-
-
-def _net_out(net: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """[0, 1] in, [0, 1] out, in eval mode and batches."""
-    was = net.training
-    net.eval()
-    out = torch.cat([(net(b * 2 - 1).float() + 1) / 2 for b in x.split(batch)]).clamp(0, 1)
-    net.train(was)
-    return out
-
-
-class _Translator(GenerativeModel):
-    likelihood = "none"
-    translator = True   # evaluated by genreview.evaluation.translation, not by sampling
-
-    def sample(self, n, generator=None, **options):
-        raise NotImplementedError(
-            f"{type(self).__name__} translates images and has no unconditional samples; evaluate it with "
-            f"genreview.evaluation.translation.evaluate_translation (it sets translator = True)")
-
-
-# ---------------------------------------------------------------------------- CycleGAN
-
-class CycleGAN(_Translator):
+class CycleGAN(Translator):
     """CycleGAN between classes cfg.domain_a and cfg.domain_b. Args: cfg (CycleGANConfig), shape (C, H, W)
     with H and W divisible by 2^n_down."""
 
@@ -255,7 +123,7 @@ class CycleGAN(_Translator):
         term without images is 0. Returns (losses, fake_b, fake_a); cycle and identity are unweighted
         sums of the two directions' mean L1."""
         cfg, dev = self.cfg, (a if len(a) else b).device
-        out = {k: _zero(dev) for k in ("adv_ab", "adv_ba", "cycle", "identity")}
+        out = {k: scalar_zero(dev) for k in ("adv_ab", "adv_ba", "cycle", "identity")}
         fake_b = fake_a = None
         if len(a):
             fake_b = self.G_AB(a)                                              # (n_a, C, H, W)
@@ -276,7 +144,7 @@ class CycleGAN(_Translator):
     def discriminator_losses(self, a, b, fake_b, fake_a):
         """Halved least-squares losses of D_A (real a vs G_BA(b)) and D_B (real b vs G_AB(a)); fakes detached."""
         dev = (a if len(a) else b).device
-        d_a = d_b = _zero(dev)
+        d_a = d_b = scalar_zero(dev)
         if len(a):
             d_a = d_a + 0.5 * gan_loss(self.D_A(a), True, "lsgan")
             d_b = d_b + 0.5 * gan_loss(self.D_B(fake_b.detach()), False, "lsgan")
@@ -290,7 +158,7 @@ class CycleGAN(_Translator):
         counts = {"n_a": torch.tensor(float(len(a)), device=x.device),
                   "n_b": torch.tensor(float(len(b)), device=x.device)}
         if not len(a) and not len(b):
-            zero = _zero(x.device)
+            zero = scalar_zero(x.device)
             keys = ("loss", "g_loss", "d_loss", "adv_ab", "adv_ba", "cycle", "identity", "d_a", "d_b")
             return {**{k: zero for k in keys}, **counts}
         # Generators first, with the discriminators frozen (as in the authors' code).
@@ -330,11 +198,11 @@ class CycleGAN(_Translator):
 
     @torch.no_grad()
     def translate_ab(self, x):  # (B, C, H, W) in [0, 1], domain A -> domain B
-        return _net_out(self._g(0), x)
+        return batched(self._g(0), x)
 
     @torch.no_grad()
     def translate_ba(self, x):
-        return _net_out(self._g(1), x)
+        return batched(self._g(1), x)
 
     @torch.no_grad()
     def progress_grid(self, split: D.Split, n: int = 64) -> torch.Tensor:
@@ -349,82 +217,3 @@ class CycleGAN(_Translator):
 
 
 # ---------------------------------------------------------------------------- super-resolution
-
-class SuperResolutionGAN(_Translator):
-    """2x super-resolution, Pix2Pix-style. Args: cfg (SuperResolutionConfig), shape (C, H, W), H and W even."""
-
-    def __init__(self, cfg: SuperResolutionConfig, shape):
-        super().__init__(cfg, shape)
-        c, h, w = shape
-        if h % 2 or w % 2:
-            raise ValueError(f"super-resolution by 2 needs even image sides, got {h} x {w}")
-        self.G = SRGenerator(c, cfg.width, cfg.res_blocks)
-        self.D = PatchDiscriminator(2 * c, cfg.width_d)   # sees (upsampled input, image)
-        self.G_ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
-
-    @staticmethod
-    def downsample(x):  # (B, C, H, W) -> (B, C, H/2, W/2), the 2x2 mean
-        return F.avg_pool2d(x, 2)
-
-    def configure_optimizers(self):
-        betas = (self.cfg.beta1, self.cfg.beta2)
-        return {"g": torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr, betas=betas),
-                "d": torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr, betas=betas)}
-
-    def _d(self, cond, img):  # both (B, C, H, W) in [-1, 1] -> patch logits
-        return self.D(torch.cat([cond, img], 1))
-
-    def _losses(self, x, amp, optimizers=None):
-        cfg = self.cfg
-        real = x * 2 - 1                                                       # (B, C, H, W)
-        low = self.downsample(real)                                            # (B, C, H/2, W/2)
-        cond = upsample(low)
-        zero = _zero(x.device)
-        out = {"d_loss": zero, "d_real": zero, "d_fake": zero, "adv": zero}
-        with amp():
-            fake = self.G(low)
-        if cfg.adv_weight > 0:   # Pix2Pix: D on (input, real) -> real and (input, G(input)) -> fake, halved
-            with amp():
-                d_real, d_fake = self._d(cond, real), self._d(cond, fake.detach())
-                d_loss = 0.5 * (gan_loss(d_real, True, cfg.gan_mode) + gan_loss(d_fake, False, cfg.gan_mode))
-            if optimizers is not None:
-                optimizers["d"].zero_grad(set_to_none=True)
-                d_loss.backward()
-                optimizers["d"].step()
-            out.update(d_loss=d_loss, d_real=_score(d_real, cfg.gan_mode), d_fake=_score(d_fake, cfg.gan_mode))
-            self.D.requires_grad_(False)
-            with amp():
-                out["adv"] = gan_loss(self._d(cond, fake), True, cfg.gan_mode)
-            self.D.requires_grad_(True)
-        out["l1"] = (fake.float() - real).abs().mean()
-        out["g_loss"] = cfg.adv_weight * out["adv"] + cfg.l1_weight * out["l1"]
-        out["loss"] = out["g_loss"] + out["d_loss"]
-        return out
-
-    def train_step(self, x, y, optimizers, amp=nullcontext):
-        out = self._losses(x, amp, optimizers)
-        optimizers["g"].zero_grad(set_to_none=True)
-        out["g_loss"].backward()
-        optimizers["g"].step()
-        if self.G_ema is not None:
-            self.G_ema.update(self.G)
-        return {k: v.detach().float() for k, v in out.items()}
-
-    def loss(self, x, y=None):
-        """The losses on a batch, without updating anything (for validation)."""
-        return self._losses(x, nullcontext)
-
-    def sampling_network(self):
-        return self.G_ema.net if self.G_ema is not None else self.G
-
-    @torch.no_grad()
-    def upscale(self, low):  # (B, C, H/2, W/2) in [0, 1] -> (B, C, H, W) in [0, 1]
-        return _net_out(self.sampling_network(), low)
-
-    @torch.no_grad()
-    def progress_grid(self, split: D.Split, n: int = 64) -> torch.Tensor:
-        """(n, C, H, W) in [0, 1]: pairs (input upsampled by pixel repetition, output) for n/2 training images."""
-        dev = next(self.parameters()).device
-        low = self.downsample(D.to_unit(split.images[:max(1, n // 2)]).to(dev))
-        pairs = torch.stack([F.interpolate(low, scale_factor=2, mode="nearest"), self.upscale(low)], 1)
-        return pairs.flatten(0, 1)[:n]
