@@ -4,7 +4,8 @@
 # LaTeX review rebuilt from the runs:
 #
 #   data -> domain classifier -> train each model x seed -> evaluate, sampling sweeps -> summary
-#        -> figures + tables -> rendered templates -> latexmk -> build/review.pdf
+#        -> figures + tables -> rendered templates -> latexmk -> build/<profile>/review.pdf
+#        (and a copy of the latest build's as build/review.pdf)
 #
 # Build:   snakemake --cores all                     (profile from config.yaml; default small)
 #          snakemake --cores all --config profile=smoke
@@ -27,4 +28,5 @@ include: "rules/reproduce.smk"
 rule all:
     input:
         P.pdf,
+        P.latest_pdf,
     default_target: True

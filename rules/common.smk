@@ -1,6 +1,7 @@
 # Configuration, validated before any job runs, and the names of every file.
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -11,7 +12,7 @@ from genreview import config as C  # noqa: E402
 from genreview.data import missing_data_message  # noqa: E402
 from genreview.models import REGISTRY  # noqa: E402
 from genreview.evaluation.metrics import InceptionWeightsMissing, check_inception_weights  # noqa: E402
-from genreview.paths import Paths, figure_names, table_names  # noqa: E402
+from genreview.paths import Paths  # noqa: E402
 
 try:
     CFG = C.resolve(config)
@@ -20,7 +21,9 @@ try:
     check_inception_weights(CFG.get("eval", {}).get("inception_weights"))
 except (C.ConfigError, InceptionWeightsMissing) as e:
     raise WorkflowError(f"\n{e}\n")
-validate(CFG, "../code/genreview/schemas/config.schema.yaml", set_default=False)
+# Snakemake's own check, against the schema generated from the config dataclasses (validate reads a file)
+with tempfile.TemporaryDirectory() as _schema_dir:
+    validate(CFG, C.write_schema(Path(_schema_dir) / "config.schema.json"), set_default=False)
 
 _missing = missing_data_message(CFG["dataset"], CFG["data"]["root"], CFG["data"]["debian_dir"])
 if _missing:

@@ -1,17 +1,20 @@
-# Presentation only: these rules read results files and never train or sample.
+# Presentation only: these rules read results files and never train or sample. Each figure and table
+# module declares the files it writes for the build's models and studies (genreview.publish.plan.Plan).
+from genreview.publish.figures import figure_names  # noqa: E402
+from genreview.publish.plan import Plan  # noqa: E402
+from genreview.publish.tables import table_names  # noqa: E402
+from genreview.publish.tables.claims import CLAIM_TABLES as _CLAIM_TABLES  # noqa: E402
+
 TEMPLATES = sorted(str(p) for p in Path(P.templates).rglob("*") if p.is_file())
 RENDERED = [
     f"{P.paper_build}/" + str(Path(t).relative_to(P.templates)).removesuffix(".j2")
     for t in TEMPLATES
     if t.endswith(".tex.j2") or t.endswith(".bib")
 ]
-FIGURES = [f"{P.figures}/{name}"
-           for name in figure_names(MODELS, SWEEP_MODELS, GUIDANCE_MODELS, DYNAMICS_MODELS, PROBE_MODELS,
-                                    CURVE_MODELS)]
-TABLES = [f"{P.tables}/{name}"
-          for name in table_names(SWEEP_MODELS, GUIDANCE_MODELS, MODELS, DYNAMICS_MODELS, CURVE_MODELS)]
-CLAIM_TABLES = [f"{P.tables}/claims.tex", f"{P.tables}/comparison.tex"]  # written by rule claims
-
+PLAN = Plan(MODELS, SWEEP_MODELS, GUIDANCE_MODELS, DYNAMICS_MODELS, PROBE_MODELS, CURVE_MODELS)
+FIGURES = [f"{P.figures}/{name}" for name in figure_names(PLAN)]
+TABLES = [f"{P.tables}/{name}" for name in table_names(PLAN)]
+CLAIM_TABLES = [f"{P.tables}/{name}" for name in _CLAIM_TABLES]  # written by rule claims
 
 rule figures:
     input:
@@ -103,3 +106,23 @@ rule latex:
         f"{P.benchmarks}/latex.tsv"
     shell:
         "{PY} -m genreview latex --dir {P.paper_build} --out {output} > {log} 2>&1"
+
+
+# build/review.pdf, the path the README names: a copy of the PDF of the latest build, whichever its profile
+# (each profile's own stays under build/<tag>/). The tag as a param: switching profiles copies again.
+rule latest_pdf:
+    input:
+        P.pdf,
+    output:
+        P.latest_pdf,
+    params:
+        tag=P.tag,
+    log:
+        f"{P.logs}/latest_pdf.log",
+    benchmark:
+        f"{P.benchmarks}/latest_pdf.tsv"
+    shell:
+        "cp {input} {output} > {log} 2>&1"
+
+
+localrules: latest_pdf

@@ -1,5 +1,5 @@
 """The arXiv tarball: built from a fake rendered paper folder laid out as the pipeline lays it out
-(build/paper beside figures/ and tables/), it holds exactly what the paper uses, with paths rewritten
+(build/<tag>/paper beside figures/<tag>/ and tables/<tag>/), it holds exactly what the paper uses, with paths rewritten
 to folders inside the tarball, the .bbl, and no build litter."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from genreview.publish.arxiv import ArxivError, build
 MAIN = r"""% Generated from paper/main.tex.j2; edit that file, not this one.
 \documentclass{article}
 \usepackage{graphicx}
-\graphicspath{{../../figures/}}
+\graphicspath{{../../../figures/smoke/}}
 \begin{document}
 \input{sections/intro}
 % \includegraphics{commented_out}
@@ -23,28 +23,28 @@ MAIN = r"""% Generated from paper/main.tex.j2; edit that file, not this one.
 """
 INTRO = r"""\section{Intro}
 A 50\% share. \includegraphics[width=0.5\linewidth]{samples} and \includegraphics{curves.pdf}
-\input{../../tables/results}
-% \input{../../tables/unused}
+\input{../../../tables/smoke/results}
+% \input{../../../tables/smoke/unused}
 """
 
 
 @pytest.fixture
 def rendered(tmp_path):
-    """tmp/build/paper (rendered and compiled: main.tex, sections/, main.bbl and latexmk's litter),
-    tmp/figures and tmp/tables."""
-    paper = tmp_path / "build" / "paper"
+    """tmp/build/smoke/paper (rendered and compiled: main.tex, sections/, main.bbl and latexmk's litter),
+    tmp/figures/smoke and tmp/tables/smoke."""
+    paper = tmp_path / "build" / "smoke" / "paper"
     (paper / "sections").mkdir(parents=True)
     (paper / "main.tex").write_text(MAIN)
     (paper / "sections" / "intro.tex").write_text(INTRO)
     (paper / "main.bbl").write_text("\\begin{thebibliography}{1}\n\\end{thebibliography}\n")
     for litter in ("main.aux", "main.log", "main.blg", "main.fls", "main.fdb_latexmk", "main.pdf", "references.bib"):
         (paper / litter).write_text("litter")
-    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "smoke").mkdir(parents=True)
     for fig in ("samples.pdf", "curves.pdf", "unused.pdf", "commented_out.pdf"):
-        (tmp_path / "figures" / fig).write_bytes(b"%PDF-1.4 " + fig.encode())
-    (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "results.tex").write_text("\\begin{tabular}{l}x\\end{tabular}\n")
-    (tmp_path / "tables" / "unused.tex").write_text("unused\n")
+        (tmp_path / "figures" / "smoke" / fig).write_bytes(b"%PDF-1.4 " + fig.encode())
+    (tmp_path / "tables" / "smoke").mkdir(parents=True)
+    (tmp_path / "tables" / "smoke" / "results.tex").write_text("\\begin{tabular}{l}x\\end{tabular}\n")
+    (tmp_path / "tables" / "smoke" / "unused.tex").write_text("unused\n")
     return paper
 
 
@@ -65,10 +65,10 @@ def test_the_tarball_holds_what_the_paper_uses(rendered, tmp_path):
     intro = files["sections/intro.tex"].decode()
     assert "\\input{tables/results}" in intro, intro
     assert "\\includegraphics[width=0.5\\linewidth]{samples}" in intro and "\\includegraphics{curves.pdf}" in intro
-    assert "% \\input{../../tables/unused}" in intro, "comments are kept as they are"
-    assert files["figures/samples.pdf"] == (tmp_path / "figures" / "samples.pdf").read_bytes()
+    assert "% \\input{../../../tables/smoke/unused}" in intro, "comments are kept as they are"
+    assert files["figures/samples.pdf"] == (tmp_path / "figures" / "smoke" / "samples.pdf").read_bytes()
     assert files["main.bbl"] == (rendered / "main.bbl").read_bytes()
-    assert files["tables/results.tex"] == (tmp_path / "tables" / "results.tex").read_bytes()
+    assert files["tables/results.tex"] == (tmp_path / "tables" / "smoke" / "results.tex").read_bytes()
 
 
 def test_the_tarball_is_deterministic(rendered, tmp_path):
@@ -82,7 +82,7 @@ def test_the_tarball_is_deterministic(rendered, tmp_path):
 
 
 def test_without_the_bbl_or_a_figure_it_says_what_to_do(rendered, tmp_path):
-    (tmp_path / "figures" / "samples.pdf").unlink()
+    (tmp_path / "figures" / "smoke" / "samples.pdf").unlink()
     with pytest.raises(ArxivError, match=r"includegraphics\{samples\}.*run the figures rule"):
         build(rendered, tmp_path / "x.tar.gz")
     (rendered / "main.bbl").unlink()

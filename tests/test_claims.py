@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from genreview.publish import claims as CL
+from genreview.publish.tables import claims as CT
 from genreview.utils import load_json, save_json
 
 from conftest import REPO
@@ -158,10 +159,10 @@ def test_altering_the_results_changes_the_verdicts_and_the_sentences(tmp_path):
 
 def test_the_comparison_table_fills_every_cell_from_the_summary(tmp_path):
     s = _summary(tmp_path, seeds=(0, 1))
-    cells = CL.comparison_cells(s, CL.load_ledger(LEDGER))
+    cells = CT.comparison_cells(s, CL.load_ledger(LEDGER))
     assert set(cells) == {"gan", "vae", "diffusion"}
     for fam, row in cells.items():
-        for key, _ in CL.ASPECTS:
+        for key, _ in CT.ASPECTS:
             assert row.get(key) and row[key] != "n/a" or key == "ease", f"{fam}: {key} is empty"
     s["models"]["dcgan"]["metrics"]["fd"] = st(7.25, 0.5, 2)
-    assert "7.25" in CL.comparison_cells(s, CL.load_ledger(LEDGER))["gan"]["quality"]
+    assert "7.25" in CT.comparison_cells(s, CL.load_ledger(LEDGER))["gan"]["quality"]

@@ -189,6 +189,76 @@ def test_schema_matches_the_dataclasses():
     assert set(settings["curves"]["properties"]) == _fields(CurvesConfig)
 
 
+_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "list": "array",
+               "dict": "object"}
+
+
+def _expected_type(annotation):
+    annotation = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    names = [a.strip().split("[")[0] for a in annotation.split("|")]
+    out = [_JSON_TYPES.get(n, "null") for n in names]
+    return out[0] if len(out) == 1 else out
+
+
+def test_generated_schema_declares_every_dataclass_field_with_its_type_and_bounds():
+    """The schema is generated from the dataclasses: every field is a property with the type of its annotation
+    (or an enum or $ref instead), and the bounds its `hp(...)` declares, in its base class for a variant."""
+    from genreview.hparams import _declared
+
+    schema = C.load_schema()
+    defs, settings = schema["$defs"], schema["$defs"]["settings"]["properties"]
+    nodes = [(TrainConfig, defs["train_fields"]["properties"])]
+    nodes += [(cls, settings[key]["properties"]) for key, cls in C.sections().items()]
+    nodes += [(cls, defs[settings["hparams"]["properties"][m]["$ref"].split("/")[-1]]["properties"])
+              for m, (_, cls) in REGISTRY.items()]
+    for cls, props in nodes:
+        for f in dataclasses.fields(cls):
+            node = props.get(f.name)
+            assert node is not None, f"{cls.__name__}.{f.name} is missing from the generated schema"
+            if "enum" not in node and "$ref" not in node:
+                assert node["type"] == _expected_type(f.type), f"{cls.__name__}.{f.name}: {node}"
+            for key, value in _declared(cls, f.name).items():
+                if key != "items":
+                    assert node[key] == value, f"{cls.__name__}.{f.name}: {key} {node.get(key)} != {value}"
+    bounded = [m for m, (_, cls) in REGISTRY.items() if all(_declared(cls, f.name) for f in dataclasses.fields(cls)
+                                                            if f.type not in ("bool", bool))]
+    assert bounded == list(REGISTRY), "every model hyperparameter but a switch declares its bounds with hp(...)"
+
+
+@pytest.mark.parametrize("path, value, words", [
+    ("hparams.ddpm.timesteps", "many", ["'hparams.ddpm.timesteps'", "integer", "'many'"]),
+    ("hparams.ddpm.timesteps", 1, ["'hparams.ddpm.timesteps'", "minimum of 2"]),
+    ("hparams.flow.alpha", 0.5, ["'hparams.flow.alpha'", "0.5"]),
+    ("hparams.ddpm.mults", [2, 0], ["'hparams.ddpm.mults[1]'", "minimum of 1"]),
+    ("hparams.wgan_gp.critic_norm", "batch", ["'hparams.wgan_gp.critic_norm'", "'batch'", "layer, none"]),
+    ("hparams.wgan.lr_g", 0, ["'hparams.wgan.lr_g'"]),  # a variant's default, its base class's bound
+    ("hparams.guided_ldm.cond_drop", 1.5, ["'hparams.guided_ldm.cond_drop'", "maximum of 1"]),
+    ("profiles.smoke.hparams.vae.lr", 0.0, ["'profiles.smoke.hparams.vae.lr'"]),
+    ("hparams.wgan.clp", 0.1, ["unknown key 'hparams.wgan.clp'", "did you mean 'clip'"]),
+    ("hparams.cgan.epochs", 0, ["'hparams.cgan.epochs'", "minimum of 1"]),
+    ("train.retry_lr_factor", 1.5, ["'train.retry_lr_factor'", "maximum of 1"]),
+    ("cluster.gpu", "yes", ["'cluster.gpu'", "boolean"]),
+])
+def test_a_model_hparam_of_wrong_type_or_out_of_bounds_is_named(path, value, words):
+    msg = _raises(_with(path, value))
+    for w in words:
+        assert w in msg, f"{w!r} not in the message:\n{msg}"
+
+
+def test_snakemake_validate_reads_the_generated_schema(tmp_path):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    raw = load_raw_config()
+    raw["profile"] = "smoke"
+    cfg = C.resolve(raw)
+    path = C.write_schema(tmp_path / "config.schema.json")
+    validate(cfg, path, set_default=False)
+    cfg["hparams"] = {"vae": {"lr": -1.0}}
+    with pytest.raises(WorkflowError):
+        validate(cfg, path, set_default=False)
+
+
 def test_dataclass_defaults_are_valid_config():
     raw = {"profile": "smoke",
            "train": dataclasses.asdict(TrainConfig()),

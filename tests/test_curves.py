@@ -16,7 +16,8 @@ from genreview import config as C
 from genreview.data import Batches, Split
 from genreview.models import build
 from genreview.models.vae import VAE, VAEConfig
-from genreview.publish.report import compute_study, time_to_threshold
+from genreview.publish.verdicts import compute_study
+from genreview.summary.stats import time_to_threshold
 from genreview.summary.collect import curve_summary
 from genreview.training.train import Trainer, TrainConfig, snapshot_steps, train
 from genreview.utils import save_json, seed_everything
@@ -199,9 +200,11 @@ def test_summary_and_study_read_the_curves(tmp_path):
     assert study["hidden"] == [("vae", "dcgan")], "the VAE ends best but reaches the threshold later"
     assert compute_study({"order": [], "curves": {}}) is None
 
-    from genreview.publish.figures import quality_compute_figure
-    from genreview.paths import figure_names, table_names
-    from genreview.publish.tables import threshold_table
+    from genreview.publish.figures import figure_names
+    from genreview.publish.figures.training import quality_compute_figure
+    from genreview.publish.plan import Plan
+    from genreview.publish.tables import table_names
+    from genreview.publish.tables.results import threshold_table
 
     summary = {"order": ["vae", "dcgan", "wgan"], "curves": cs, "device": "Test CPU"}
     quality_compute_figure(summary, tmp_path / "quality_vs_compute.pdf")
@@ -209,9 +212,10 @@ def test_summary_and_study_read_the_curves(tmp_path):
     table = threshold_table(summary).set_index("Model")
     assert table.loc["WGAN", "Reached at"] == "not reached" and table.loc["WGAN", "Images seen"] == "--"
     assert table.loc["DCGAN", "Reached at"].startswith("$\\le$ ") and table.loc["VAE", "Seeds reached"] == "2/2"
-    assert "quality_vs_compute.pdf" in figure_names(["vae"], curve_models=["vae"])
-    assert "quality_vs_compute.pdf" not in figure_names(["vae"])
-    assert "time_to_threshold.tex" in table_names(curve_models=["vae"]) and "time_to_threshold.tex" not in table_names()
+    assert "quality_vs_compute.pdf" in figure_names(Plan(["vae"], curves=["vae"]))
+    assert "quality_vs_compute.pdf" not in figure_names(Plan(["vae"]))
+    assert "time_to_threshold.tex" in table_names(Plan(["vae"], curves=["vae"]))
+    assert "time_to_threshold.tex" not in table_names(Plan(["vae"]))
 
 
 # --------------------------------------------------------------------------- the curve job

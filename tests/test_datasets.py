@@ -85,7 +85,7 @@ def test_every_family_trains_and_samples_on_rgb_32(name, rgb_train):
     model = build(name, smoke_hparams(name), RGB)
     _two_steps(model, rgb_train)
     model.eval()
-    if getattr(model, "translator", False):  # image-to-image: (input, output) pairs
+    if model.translator:  # image-to-image: (input, output) pairs
         grid = model.progress_grid(rgb_train, 8)
         assert grid.shape == (8, *RGB), f"{name}: progress grid of shape {tuple(grid.shape)}"
         assert grid.min() >= 0 and grid.max() <= 1, f"{name}: progress grid outside [0, 1]"
@@ -161,7 +161,7 @@ def test_protocol_scores_rgb_samples(rgb_classifier, rgb_train, rgb_test, tmp_pa
 # --------------------------------------------------------------------------- (c) figures in colour
 
 def test_sample_figure_draws_rgb_in_colour(tmp_path):
-    from genreview.publish.figures import samples_figure
+    from genreview.publish.figures.samples import samples_figure
 
     red = torch.zeros(36, *RGB, dtype=torch.uint8)
     red[:, 0] = 255                                                   # pure red samples
@@ -180,7 +180,7 @@ def test_sample_figure_draws_rgb_in_colour(tmp_path):
 
 
 def test_sample_figure_draws_grey_in_grey(tmp_path):
-    from genreview.publish.figures import samples_figure
+    from genreview.publish.figures.samples import samples_figure
 
     grey = torch.full((36, 1, 28, 28), 128, dtype=torch.uint8)
     summary = {"order": ["vae"], "dataset_name": "MNIST",

@@ -1,6 +1,7 @@
-"""The GAN section's figures and tables (`genreview.publish.gan_figures`) from a small fake summary: every
-figure is a PDF, the tables print the summary's numbers through `report`, `gan_figure_names` names
-exactly the files `make_gan_figures` writes, and missing models, runs and grids are left out."""
+"""The GAN section's figures and tables (`genreview.publish.figures.gan_dynamics`, `.gan_samples`,
+`genreview.publish.tables.gan`) from a small fake summary: every figure is a PDF, the tables print the
+summary's numbers through `formatting`, the names a plan declares are exactly the files written, and
+missing models, runs and grids are left out."""
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,15 @@ import copy
 import pytest
 import torch
 
-from genreview.publish import gan_figures as G
+from genreview.publish.figures import gan_dynamics, gan_samples
+from genreview.publish.figures.inputs import Inputs
+from genreview.publish.plan import Plan
+from genreview.publish.tables import gan as GT
+from genreview.publish.tables.booktabs import write_booktabs
 from genreview.data import CLASS_NAMES
 from genreview.evaluation.metrics import class_coverage
-from genreview.publish.report import fmt, pm
-from genreview.summary.collect import stat
+from genreview.publish.formatting import fmt, pm
+from genreview.summary.stats import stat
 
 NAMES = CLASS_NAMES["fashion_mnist"]
 SHAPE = (1, 28, 28)
@@ -120,6 +125,32 @@ def _is_pdf(path):
     return data.startswith(b"%PDF") and len(data) > 1000
 
 
+def gan_figure_names(plan):
+    return [*gan_dynamics.figures(plan), *gan_samples.figures(plan)]
+
+
+def make_gan_figures(summary, samples, probe_grids, dynamics_grids, out):
+    """Draw the GAN section's declared figures as `make_figures` does; their paths."""
+    inputs = Inputs(summary, samples=samples, probe_grids=probe_grids, dynamics_grids=dynamics_grids)
+    plan = Plan.from_summary(summary)
+    paths = []
+    for module in (gan_dynamics, gan_samples):
+        for name, draw in module.figures(plan).items():
+            draw(inputs, out / name)
+            paths.append(out / name)
+    return paths
+
+
+def write_gan_tables(summary, out):
+    """Write the GAN section's declared tables as `write_tables` does; their paths."""
+    paths = []
+    for name, table in GT.tables(Plan.from_summary(summary)).items():
+        df, column_format = table(summary)
+        write_booktabs(df, out / name, column_format)
+        paths.append(out / name)
+    return paths
+
+
 # --------------------------------------------------------------------------- figures
 
 @pytest.mark.parametrize("name", ["dynamics", "mode_coverage", "style", "translation", "inversion"])
@@ -127,18 +158,18 @@ def test_every_figure_is_a_pdf(name, tmp_path):
     s = fake_summary()
     samples, probes, dyn = fake_grids()
     path = tmp_path / f"{name}.pdf"
-    {"dynamics": lambda: G.dynamics_figure(s, path, dyn),
-     "mode_coverage": lambda: G.mode_coverage_figure(s, path),
-     "style": lambda: G.style_figure(s, samples["stylegan"], path),
-     "translation": lambda: G.translation_figure(s, samples, path),
-     "inversion": lambda: G.inversion_figure(s, probes, path)}[name]()
+    {"dynamics": lambda: gan_dynamics.dynamics_figure(s, path, dyn),
+     "mode_coverage": lambda: gan_dynamics.mode_coverage_figure(s, path),
+     "style": lambda: gan_samples.style_figure(s, samples["stylegan"], path),
+     "translation": lambda: gan_samples.translation_figure(s, samples, path),
+     "inversion": lambda: gan_samples.inversion_figure(s, probes, path)}[name]()
     assert _is_pdf(path)
 
 
 def test_make_gan_figures_writes_exactly_the_declared_names(tmp_path):
     s = fake_summary()
-    written = G.make_gan_figures(s, *fake_grids(), tmp_path)
-    names = G.gan_figure_names(s["order"] + list(s["translation"]), list(s["dynamics"]), list(s["probes"]))
+    written = make_gan_figures(s, *fake_grids(), tmp_path)
+    names = gan_figure_names(Plan(s["order"] + list(s["translation"]), dynamics=s["dynamics"], probes=s["probes"]))
     assert names == ["gan_dynamics.pdf", "mode_coverage.pdf", "style_mixing.pdf", "translation.pdf",
                      "gan_inversion.pdf"]
     assert [p.name for p in written] == names
@@ -153,13 +184,15 @@ def test_make_gan_figures_writes_exactly_the_declared_names(tmp_path):
     (["sr_l1"], ["translation.pdf"]),
 ])
 def test_figure_names_follow_the_models(models, expected):
-    assert G.gan_figure_names(models, [], []) == expected
-    assert G.gan_figure_names(models, ["dcgan"], ["vae"]) == ["gan_dynamics.pdf", *expected, "gan_inversion.pdf"]
+    assert gan_figure_names(Plan(models)) == expected
+    assert sorted(gan_figure_names(Plan(models, dynamics=["dcgan"], probes=["vae"]))) == sorted(
+        ["gan_dynamics.pdf", *expected, "gan_inversion.pdf"])
 
 
-def test_missing_data_gives_placeholders_not_errors(tmp_path):
+def test_missing_data_is_left_out_not_an_error(tmp_path):
     """StyleGAN diverged (no samples, no truncation sweep), no histograms, no probes' grids, no
-    dynamics grids, no CycleGAN and an SR model whose grid is missing: every declared file is written."""
+    dynamics grids, no CycleGAN and an SR model whose grid is missing: every declared file is written (a
+    figure whose every model diverged says so)."""
     s = fake_summary()
     del s["models"]["stylegan"]["truncation"]
     for m in s["models"].values():
@@ -167,18 +200,18 @@ def test_missing_data_gives_placeholders_not_errors(tmp_path):
     del s["translation"]["cyclegan"]
     s["dynamics"]["wgan"]["runs"] = [_run("seed0", "seed"), _run("seed1", "seed")]   # every run diverged
     samples = {"stylegan": {}, "srgan": {"grid_sr": fake_grids()[0]["srgan"]["grid_sr"]}}
-    written = G.make_gan_figures(s, samples, {}, {}, tmp_path)
+    written = make_gan_figures(s, samples, {}, {}, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
     assert len(written) == 5 and all(p.stat().st_size > 0 for p in written)
     # the studies absent altogether: their figures are not declared and not written
     empty = {**s, "dynamics": {}, "probes": {}, "translation": {}, "order": ["ddpm"]}
-    assert G.make_gan_figures(empty, {}, {}, {}, tmp_path / "none") == []
+    assert make_gan_figures(empty, {}, {}, {}, tmp_path / "none") == []
 
 
 def test_super_resolution_models_share_one_panel_when_their_inputs_agree():
     s = fake_summary()
     samples = fake_grids()[0]
-    cycle, sr = G._translation_panels(s, samples)
+    cycle, sr = gan_samples._translation_panels(s, samples)
     assert [p[0] for p in cycle] == ["CycleGAN, Sneaker → Ankle boot", "CycleGAN, Ankle boot → Sneaker"]
     assert [p[2] for p in cycle][0] == ["source", "translated", "reconstructed"]
     (title, grid, labels), = sr
@@ -186,14 +219,14 @@ def test_super_resolution_models_share_one_panel_when_their_inputs_agree():
     assert torch.equal(grid[3], samples["sr_l1"]["grid_sr"][:, 2]), "the L1 model's outputs in their own row"
     other = copy.deepcopy(samples)
     other["sr_l1"]["grid_sr"][:, 0] = 0                                      # different test images
-    assert [p[0] for p in G._translation_panels(s, other)[1]] == ["SR-GAN (L1 + adv.)", "SR, L1 only"]
+    assert [p[0] for p in gan_samples._translation_panels(s, other)[1]] == ["SR-GAN (L1 + adv.)", "SR, L1 only"]
 
 
 # --------------------------------------------------------------------------- tables
 
 def test_gan_study_table_numbers():
     s = fake_summary()
-    df = G.gan_study_table(s)
+    df = GT.gan_study_table(s)
     assert list(df["Model"]) == ["VAE", "DCGAN", "WGAN", "StyleGAN"], "the diffusion model stays out"
     dc = df.set_index("Model").loc["DCGAN"]
     assert dc["FD, seeds $\\downarrow$"] == pm(stat([30.0, 34.0])) == "$32.0 \\pm 2.8$"
@@ -213,7 +246,7 @@ def test_gan_study_table_numbers():
 
 def test_translation_table_numbers():
     s = fake_summary()
-    df = G.translation_table(s)
+    df = GT.translation_table(s)
     cyc = s["translation"]["cyclegan"]["translation"]
     rows = {r["Measure"]: r for r in df.to_dict("records")}
     assert rows["success, Sneaker $\\to$ Ankle boot $\\uparrow$"]["Value"] == pm(cyc["success_ab"], decimals=3)
@@ -228,11 +261,11 @@ def test_translation_table_numbers():
 
 def test_write_gan_tables(tmp_path):
     s = fake_summary()
-    paths = G.write_gan_tables(s, tmp_path)
-    assert [p.name for p in paths] == G.gan_table_names(True, True) == ["gan_study.tex", "translation.tex"]
+    paths = write_gan_tables(s, tmp_path)
+    assert [p.name for p in paths] == ["gan_study.tex", "translation.tex"]
     study = paths[0].read_text()
     assert "\\toprule" in study and "$32.0 \\pm 2.8$" in study and "3/6 (2, 1)" in study
     assert "(untranslated)" in paths[1].read_text()
-    assert G.write_gan_tables({**s, "dynamics": {}, "translation": {}}, tmp_path / "none") == []
+    assert write_gan_tables({**s, "dynamics": {}, "translation": {}}, tmp_path / "none") == []
     diverged = {**s, "translation": {"cyclegan": {"display": "CycleGAN", "n_ok": 0, "metrics": {}}}}
-    assert "diverged" in G.write_gan_tables(diverged, tmp_path / "div")[1].read_text()
+    assert "diverged" in write_gan_tables(diverged, tmp_path / "div")[1].read_text()

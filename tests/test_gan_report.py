@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from genreview.publish.report import (EQUILIBRIUM_TOL, UNSTABLE_CV, dynamics_study, equilibrium, sci,
-                              sensitivity_verdict, stability_verdict)
+from genreview.publish.formatting import sci
+from genreview.publish.verdicts import (EQUILIBRIUM_TOL, UNSTABLE_CV, dynamics_study, equilibrium,
+                                        sensitivity_verdict, stability_verdict)
 
 
 def _run(kind, seed, fd=None, status="ok", collapsed=False, ms=10.0, label=None):

@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from genreview import config as C
-from genreview.summary import provenance as prov
+from genreview import provenance as prov
 from genreview.publish.latex import LatexError, build_pdf
 from genreview.models import DISPLAY, REGISTRY, build
 from genreview.publish.render import RenderError, render, tex_escape
-from genreview.publish.report import compare, fmt, pm
+from genreview.publish.formatting import fmt, pm
+from genreview.publish.verdicts import compare
 from genreview.summary.collect import METRICS, TRAIN_METRICS, collect
-from genreview.publish.tables import QUALITY
-from genreview.publish.claims import write_claims
+from genreview.publish.tables.results import QUALITY
+from genreview.publish.tables.claims import write_claims
 from genreview.utils import save_json
 
 from conftest import REPO, load_raw_config, smoke_hparams
@@ -77,7 +78,7 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
                            sample_batch=256, sample_precision="fp32", class_histogram=[0.1] * 10)
                 # FD extrapolated to infinite N lies below FD; the second model's far below (the ranking changes)
                 run.update(fd_inf=run["fd"] - (20.0 if i == 1 else 0.4), fd_inf_slope=40.0)
-                if hasattr(REGISTRY[m][0], "truncation_sweep"):
+                if REGISTRY[m][0].style_mixing:
                     run["truncation"] = [{"psi": p, "n": 25, "fd": 20.0 - 5 * p, "precision": 0.9 - 0.3 * p,
                                           "recall": 0.1 + 0.4 * p, "density": 1.0, "coverage": 0.5}
                                          for p in (0.0, 0.5, 1.0)]
@@ -120,7 +121,7 @@ def _study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], list
             ok = m not in diverged
             if not ok:
                 pts = []
-            elif hasattr(REGISTRY[m][0], "make_scheduler"):
+            elif REGISTRY[m][0].samplers:
                 pts = [{"sampler": smp, "steps": k, "eta": 0.0, "nfe": k, "ms_per_image": 0.5 * k,
                         **scores(10.0 + 40.0 / k + (3.0 if smp == "ddpm" else 0.0) + i + 0.1 * s)}
                        for smp in ("ddim", "ddpm") for k in (2, 5)]
@@ -143,7 +144,7 @@ def _study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], list
 
 
 def _translation_metrics(m: str, x: float) -> dict:
-    """The numbers `translation_eval` returns (without its grids) for CycleGAN or super-resolution."""
+    """The numbers `evaluation.translation` returns (without its grids) for CycleGAN or super-resolution."""
     if m == "cyclegan":
         return {"domain_a": 7, "domain_b": 9, "n_a": 50, "n_b": 50, "success_ab": 0.8 - x / 100,
                 "success_ba": 0.7, "cycle_l1_aba": 0.05, "cycle_l1_bab": 0.06, "cycle_mse_aba": 0.01,
@@ -384,7 +385,7 @@ def test_number_formatting():
 
 
 def test_column_decimals():
-    from genreview.publish.report import column_decimals
+    from genreview.publish.formatting import column_decimals
 
     assert column_decimals([0.62, st(130.8), 361.6, None]) == 2, "two significant digits of the smallest value"
     assert column_decimals([st(45.3, 0.0123, 3), 0.62]) == 3, "two significant digits of the smallest spread"
@@ -399,7 +400,7 @@ def _decimals_of(cell: str) -> set[int]:
 def test_results_and_cost_tables_align_decimals_and_state_n(tmp_path):
     """Every number of a results or cost table column has the same decimals; FD's header names N, and a model
     scored at another N (PixelCNN in the smoke config) is marked; FD extrapolated to infinite N and KID follow FD."""
-    from genreview.publish.tables import OTHER_N, cost_table, results_table
+    from genreview.publish.tables.results import OTHER_N, cost_table, results_table
 
     summary = json.loads(make_summary(tmp_path / "results").read_text())
     df = results_table(summary)

@@ -21,8 +21,8 @@ import pytest
 
 from genreview.models import DISPLAY
 from genreview.paths import Paths
-from genreview.publish.report import fmt, pm
-from genreview.publish.tables import OTHER_N, QUALITY, quality_columns
+from genreview.publish.formatting import fmt, pm
+from genreview.publish.tables.results import OTHER_N, QUALITY, quality_columns
 
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 
@@ -81,7 +81,7 @@ def pipeline(fmnist_root, tmp_path_factory):
 def test_pipeline_builds_the_pdf(pipeline):
     ran = _rules_in(pipeline.run.stdout + pipeline.run.stderr)
     expected = {"prepare_data", "train_classifier", "train", "evaluate", "reference", "summarize", "sweep",
-                "guidance", "dynamics", "probe", "figures", "tables", "render", "latex", "all"}
+                "guidance", "dynamics", "probe", "figures", "tables", "render", "latex", "latest_pdf", "all"}
     assert expected <= ran, f"rules that did not run: {expected - ran}"
     s = pipeline.summary
     models = load_raw_config()["models"]
@@ -95,6 +95,17 @@ def test_pipeline_builds_the_pdf(pipeline):
         assert t["n_ok"] == 1 and t["translation"], f"{name} was not scored on translated test images: {t}"
     assert set(s["dynamics"]) and all(d["runs"] for d in s["dynamics"].values()), "the dynamics study is empty"
     assert all(p["n_ok"] == 1 for p in s["probes"].values()), s["probes"]
+
+
+
+def test_outputs_are_kept_per_profile(pipeline):
+    """Figures, tables and the paper live under the build's tag, so another profile's build never overwrites
+    them; build/review.pdf is a copy of the latest build's PDF."""
+    wd = pipeline.dir
+    assert (P.figures, P.tables, P.pdf) == ("figures/smoke", "tables/smoke", "build/smoke/review.pdf")
+    assert (wd / P.figures / "samples.pdf").exists() and (wd / P.tables / "results.tex").exists()
+    assert (wd / P.paper_build / "main.tex").exists()
+    assert (wd / P.latest_pdf).read_bytes() == pipeline.pdf.read_bytes(), "build/review.pdf is not the latest PDF"
 
 
 def test_first_page_names_the_profile(pipeline):
@@ -265,7 +276,7 @@ def test_provenance_records_every_compute_job(pipeline):
     n_runs = len(pipeline.summary["order"]) + len(pipeline.summary["translation"])
     assert rules["train"]["n_jobs"] == rules["evaluate"]["n_jobs"] == n_runs, {k: r["n_jobs"] for k, r in rules.items()}
     assert {"prepare_data", "train_classifier", "reference", "sweep", "dynamics", "summarize"} <= set(rules)
-    assert not set(rules) & {"figures", "tables", "claims", "render", "latex", "provenance", "arxiv"}, (
+    assert not set(rules) & {"figures", "tables", "claims", "render", "latex", "latest_pdf", "provenance", "arxiv"}, (
         "presentation rules run after the record and must not be in it")
     assert record["missing"] == [], f"compute jobs without a benchmark file: {record['missing']}"
     vae = next(j for j in rules["train"]["jobs"] if j["job"] == "vae_seed0")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from genreview import config as C
-from genreview.summary import provenance as prov
+from genreview import provenance as prov
 from genreview.__main__ import main
 
 from conftest import CONFIG_YAML, load_raw_config

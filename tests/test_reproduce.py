@@ -23,7 +23,7 @@ CFG = ReproduceConfig(k_sigma=2.0, rel_tol=0.1, cost_rel_tol=0.5)
 
 
 def _stat(values):
-    from genreview.publish.report import stat
+    from genreview.summary.stats import stat
     return stat(values)
 
 
@@ -137,7 +137,7 @@ def test_config_section_matches_the_dataclass_and_is_validated():
         C.validate({"profile": "smoke", "reproduce": {"k_sgima": 1.0}})
     spec = C.reproduce_spec(cfg, "vae", 7)
     assert spec["train"] == C.train_spec(cfg, "vae", 7) and spec["eval"] == C.eval_spec(cfg, "vae", 7)
-    from genreview.summary.provenance import config_hash
+    from genreview.provenance import config_hash
     assert spec["config_hash"] == config_hash(cfg) != config_hash({**cfg, "seeds": [0, 1]})
     with pytest.raises(C.ConfigError, match="unknown model 'vea'.*did you mean 'vae'"):
         C.reproduce_spec(cfg, "vea", 0)
@@ -157,6 +157,7 @@ def test_cli_names_the_fix_for_a_model_missing_from_the_summary(tmp_path, capsys
 
 def test_the_same_seed_reruns_identically_and_lands(fmnist_root, tiny_classifier_dir, tmp_path, capsys):
     from genreview.evaluation.evaluate import evaluate_run
+    from genreview.publish.reproduce_report import reproduce_and_report
     from genreview.summary.collect import model_summary, provenance
     from genreview.training.train import train
 
@@ -169,7 +170,7 @@ def test_the_same_seed_reruns_identically_and_lands(fmnist_root, tiny_classifier
     (tmp_path / "summary.json").write_text(json.dumps(summary))
 
     out = tmp_path / "reproduce" / "gmm" / "seed0"
-    report = reproduce(spec, tmp_path / "summary.json", classifier, out)
+    report = reproduce_and_report(spec, tmp_path / "summary.json", classifier, out)
     printed = capsys.readouterr().out
     assert report["verdict"] == "lands" and report["missed"] == [], report
     assert report["same_seed"] and report["identical"] is True, report["differing"]

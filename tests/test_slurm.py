@@ -1,6 +1,6 @@
 """The workflow on a SLURM cluster (profiles/slurm, snakemake-executor-plugin-slurm): every compute job carries
-the size that config.yaml's `cluster:` section gives its kind, the network jobs ask for a GPU, the light jobs
-stay on the submitting machine, and a local run is held back by none of it.
+the size that `ClusterConfig` (overridden by config.yaml's `cluster:` section) gives its kind, the network jobs
+ask for a GPU, the light jobs stay on the submitting machine, and a local run is held back by none of it.
 
 No SLURM is needed: the dry runs plan without it, and one run submits through the plugin to a fake `sbatch` on
 PATH that records its arguments and refuses the job (fake sinfo, squeue, sacct, ... answer nothing), which
@@ -19,7 +19,7 @@ import pytest
 
 from genreview import config as C
 from genreview.models import REGISTRY
-from genreview.summary.provenance import config_hash
+from genreview.provenance import config_hash
 
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 
@@ -108,6 +108,11 @@ def test_cluster_section_schema_defaults_and_merge():
     defaults = dataclasses.asdict(C.ClusterConfig())
     for key in ("threads", "mem_mb", "runtime"):
         assert set(defaults[key]) == set(C.JOB_KINDS), f"ClusterConfig.{key} lacks a kind"
+    given = load_raw_config().get("cluster") or {}  # ClusterConfig declares the defaults; config.yaml only overrides
+    for key, value in given.items():
+        same = ([k for k, v in value.items() if defaults[key].get(k) == v] if isinstance(value, dict) else
+                ([key] if defaults[key] == value else []))
+        assert not same, f"config.yaml's cluster.{key} restates ClusterConfig's default for {same}: leave it out"
     assert set(KIND.values()) == set(C.JOB_KINDS) and set(KIND) == NETWORK_RULES | {"reference"}
 
     raw = load_raw_config()

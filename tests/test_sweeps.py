@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from genreview.publish.report import SMALL_LOSS, guidance_study, sampler_study
+from genreview.publish.verdicts import SMALL_LOSS, guidance_study, sampler_study
 from genreview.summary.collect import study_summary
 from genreview.utils import save_json
 
@@ -136,8 +136,8 @@ def test_guidance_sweep_scores_each_weight(fmnist_root, tiny_classifier_dir, tmp
     from genreview.studies.sweeps import guidance_run
 
     clf = tiny_classifier_dir / "classifier.pt"
-    spec = _study_spec(fmnist_root, "cfg", guidance={"weights": [0.0, 3.0], "n_samples": 20, "per_class": 2})
-    res = guidance_run(spec, _fake_run(tmp_path, "cfg"), clf, tmp_path / "out")
+    spec = _study_spec(fmnist_root, "guided_ldm", guidance={"weights": [0.0, 3.0], "n_samples": 20, "per_class": 2})
+    res = guidance_run(spec, _fake_run(tmp_path, "guided_ldm"), clf, tmp_path / "out")
     assert [p["guidance"] for p in res["points"]] == [0.0, 3.0]
     assert [p["nfe"] for p in res["points"]] == [5, 10], "a guided step costs two network evaluations"
     for p in res["points"]:

@@ -83,7 +83,7 @@ def test_a_diverged_run_flows_through_train_evaluate_and_summary(fmnist_root, tm
     summary lists the seed as diverged and the results table says so."""
     from genreview.evaluation.evaluate import evaluate_run
     from genreview.summary.collect import model_summary
-    from genreview.publish.tables import results_table
+    from genreview.publish.tables.results import results_table
 
     k = 5
     monkeypatch.setattr(T, "build", lambda name, hparams, shape: BlowsUpAt(k))

@@ -12,8 +12,8 @@ from torch import nn
 
 from genreview.data import Batches, to_unit
 from genreview.evaluation.metrics import EvalConfig, Reference
-from genreview.models import (CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
-                                          SuperResolutionL1Config)
+from genreview.models import (VAE, CycleGAN, CycleGANConfig, SuperResolutionConfig, SuperResolutionGAN,
+                                          SuperResolutionL1Config, VAEConfig)
 from genreview.evaluation.translation import PSNR_CAP_DB, bicubic, evaluate_translation, psnr, ssim
 
 from conftest import CPU, SHAPE
@@ -260,4 +260,4 @@ def test_evaluate_super_resolution(test_split, tiny_classifier, small_reference)
     assert res["grid_sr"].shape == (4, 4, *SHAPE) and res["grid_sr"].dtype == torch.uint8
     assert torch.equal(res["grid_sr"][:, 3], test_split.images[:4])
     with pytest.raises(TypeError, match="not a translator"):
-        evaluate_translation(nn.Linear(1, 1), test_split, clf, small_reference, CPU)
+        evaluate_translation(VAE(VAEConfig(), SHAPE), test_split, clf, small_reference, CPU)  # translator None

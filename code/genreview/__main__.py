@@ -8,13 +8,17 @@ resolved with its profile, optionally --profile to override it).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import sys
-
 import logging
+import sys
+from dataclasses import dataclass
+from typing import Callable
 
 
 def _spec(args, kind: str) -> dict:
+    """The step's spec: --spec as given, or config.<kind>_spec of the resolved --config (`config`: the whole
+    resolved config, which provenance hashes)."""
     if args.spec:
         return json.loads(args.spec)
     from . import config as C
@@ -22,32 +26,138 @@ def _spec(args, kind: str) -> dict:
     if args.profile:
         raw["profile"] = args.profile
     cfg = C.resolve(raw, args.config)
-    if kind == "train":
-        return C.train_spec(cfg, args.model, args.seed)
-    if kind == "eval":
-        return C.eval_spec(cfg, args.model, args.seed)
-    if kind == "sweep":
-        return C.sweep_spec(cfg, args.model, args.seed)
-    if kind == "guidance":
-        return C.guidance_spec(cfg, args.model, args.seed)
-    if kind == "dynamics":
-        return C.dynamics_spec(cfg, args.model, args.seed)
-    if kind == "probe":
-        return C.probe_spec(cfg, args.model, args.seed)
-    if kind == "curve":
-        return C.curve_spec(cfg, args.model, args.seed)
-    if kind == "reproduce":
-        return C.reproduce_spec(cfg, args.model, args.seed)
-    if kind == "classifier":
-        return C.classifier_spec(cfg)
-    if kind == "reference":
-        return C.reference_spec(cfg)
-    if kind == "data":
-        return C.data_spec(cfg)
-    if kind == "config":  # the whole resolved config (provenance hashes it)
+    if kind == "config":
         return cfg
-    return C.summary_spec(cfg)
+    make = getattr(C, f"{kind}_spec")
+    return make(cfg, args.model, args.seed) if kind in PER_RUN else make(cfg)
 
+
+# The spec kinds of one model at one seed (--model, --seed); the others take the whole config.
+PER_RUN = {"train", "eval", "sweep", "guidance", "dynamics", "probe", "curve", "reproduce"}
+
+
+def _benchmark_files(cfg: dict, args) -> dict:
+    from . import provenance as prov
+    from .paths import Paths
+    return (json.loads(args.benchmarks) if args.benchmarks else
+            prov.benchmark_files(args.benchmark_dir or Paths(cfg["profile"]).benchmarks))
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand. spec: the kind of spec it reads (see _spec), None for a command that takes no
+    --spec/--config (it reads results files); call: "module:function" under genreview, imported when the
+    command runs; run(function, spec, args) calls it; args: its own options, (flags, argparse keywords)."""
+    help: str
+    spec: str | None
+    call: str
+    run: Callable
+    args: tuple = ()
+
+
+def _req(help_: str | None = None) -> dict:
+    return {"required": True, "help": help_} if help_ else {"required": True}
+
+
+MODEL_SEED = (("--model", {}), ("--seed", {"type": int, "default": 0}))
+RUN = (*MODEL_SEED, ("--run", _req()), ("--classifier", _req()), ("--out", _req()))
+
+
+def _on_run(fn, spec, a):  # the studies of one trained run
+    return fn(spec, a.run, a.classifier, a.out, a.threads)
+
+
+COMMANDS: dict[str, Command] = {
+    "prepare-data": Command(
+        "put the dataset in torchvision's layout; write a manifest", "data", "data:prepare",
+        lambda fn, s, a: fn(s["dataset"], s["data_root"], s["debian_dir"], a.manifest),
+        (("--manifest", _req()),)),
+    "train-classifier": Command(
+        "train the frozen domain classifier of the protocol", "classifier", "evaluation.classifier:train_classifier",
+        lambda fn, s, a: fn(s, a.out, a.threads), (("--out", _req()),)),
+    "train": Command(
+        "train one model", "train", "training.train:train", lambda fn, s, a: fn(s, a.out, a.threads),
+        (("--model", {"required": False}), MODEL_SEED[1], ("--out", _req()))),
+    "evaluate": Command(
+        "sample and score one trained run", "eval", "evaluation.evaluate:evaluate_run", _on_run, RUN),
+    "sweep": Command(
+        "FD against network evaluations: each sampler at each step count", "sweep", "studies.sweeps:sweep_run",
+        _on_run, RUN),
+    "guidance": Command(
+        "classifier-free guidance: FD and conditional accuracy per weight", "guidance",
+        "studies.sweeps:guidance_run", _on_run, RUN),
+    "probe": Command(
+        "GAN inversion vs. encoder, linear probe, perceptual path length", "probe", "studies.probes:probe_run",
+        _on_run, RUN),
+    "curve": Command(
+        "FD of the weight snapshots a run kept: quality against training compute", "curve",
+        "studies.curves:curve_run", _on_run, RUN),
+    "dynamics": Command(
+        "short runs over seeds and random hyperparameters; the .detach() ablation", "dynamics",
+        "studies.dynamics:dynamics_run", lambda fn, s, a: fn(s, a.classifier, a.out, a.threads),
+        (*MODEL_SEED, ("--classifier", _req()), ("--out", _req()))),
+    "reproduce": Command(
+        "re-run one model at one seed; does it land within the paper's spread?", "reproduce",
+        "publish.reproduce_report:reproduce_and_report",
+        lambda fn, s, a: fn(s, a.summary, a.classifier, a.out, a.threads),
+        (("--model", {"required": False}), MODEL_SEED[1],
+         ("--summary", _req("the paper's results/<profile>/summary.json")), ("--classifier", _req()),
+         ("--out", _req("results/<profile>/reproduce/<model>/seed<k>")))),
+    "reference": Command(
+        "score real data (floor) and noise (ceiling)", "reference", "evaluation.evaluate:reference",
+        lambda fn, s, a: fn(s, a.classifier, a.out, a.threads), (("--classifier", _req()), ("--out", _req()))),
+    "summarize": Command(
+        "collect results files into one summary", "summary", "summary.collect:collect",
+        lambda fn, s, a: fn(s, a.metrics, a.reference, a.classifier, a.manifest, a.out, a.sweeps, a.guidance,
+                            a.dynamics, a.probes, a.curves),
+        (("--metrics", {"nargs": "+", "required": True}),
+         *((f"--{k}", {"nargs": "*", "default": []}) for k in ("sweeps", "guidance", "dynamics", "probes", "curves")),
+         ("--reference", _req()), ("--classifier", _req()), ("--manifest", _req()), ("--out", _req()))),
+    "figures": Command(
+        "draw the figures from the summary", None, "publish.figures:make_figures",
+        lambda fn, _, a: fn(a.summary, json.loads(a.runs), json.loads(a.evals), a.data_root, a.out,
+                            json.loads(a.sweeps), json.loads(a.guidance), json.loads(a.dynamics),
+                            json.loads(a.probes)),
+        (("--summary", _req()), ("--runs", _req("JSON: model -> run folder")),
+         ("--evals", _req("JSON: model -> evaluation folder")),
+         ("--sweeps", {"default": "{}", "help": "JSON: model -> sampling-sweep folder"}),
+         ("--guidance", {"default": "{}", "help": "JSON: model -> guidance-sweep folder"}),
+         ("--dynamics", {"default": "{}", "help": "JSON: model -> training-dynamics folder"}),
+         ("--probes", {"default": "{}", "help": "JSON: model -> probe folder"}),
+         ("--data-root", _req()), ("--out", _req()))),
+    "tables": Command(
+        "write the LaTeX tables from the summary", None, "publish.tables:write_tables",
+        lambda fn, _, a: fn(json.loads(open(a.summary).read()), a.out), (("--summary", _req()), ("--out", _req()))),
+    "claims": Command(
+        "test the claims ledger against the summary: verdicts and their tables", None,
+        "publish.tables.claims:write_claims", lambda fn, _, a: fn(a.summary, a.ledger, a.out, a.tables),
+        (("--summary", _req()), ("--ledger", {"default": "paper/claims.yaml"}),
+         ("--out", _req("results/<profile>/claims.json")),
+         ("--tables", _req("folder for claims.tex and comparison.tex")))),
+    "render": Command(
+        "render the paper's templates", None, "publish.render:render",
+        lambda fn, _, a: fn(a.templates, a.summary, a.out, a.figures, a.tables, claims=a.claims,
+                            provenance=a.provenance),
+        (("--claims", {"help": "results/<profile>/claims.json (the ledger's verdicts)"}),
+         ("--provenance", {"help": "results/<profile>/provenance.json (the templates' `prov`)"}),
+         ("--templates", {"default": "paper"}), ("--summary", _req()), ("--figures", {"default": "figures"}),
+         ("--tables", {"default": "tables"}), ("--out", _req()))),
+    "latex": Command(
+        "build the PDF with latexmk", None, "publish.latex:build_pdf", lambda fn, _, a: fn(a.dir, a.out),
+        (("--dir", _req()), ("--out", _req()))),
+    "provenance": Command(
+        "record commit, config hash, hardware, versions, and time and memory of every compute job", "config",
+        "provenance:write", lambda fn, cfg, a: fn(cfg, _benchmark_files(cfg, a), a.out),
+        (("--benchmarks", {"help": "JSON: rule -> its jobs' benchmark files (as the Snakefile passes them)"}),
+         ("--benchmark-dir", {"help": "or a benchmarks/<profile> folder, read for the compute rules "
+                                      "(default: the profile's)"}),
+         ("--out", _req("results/<profile>/provenance.json")))),
+    "arxiv": Command(
+        "package the built paper (tex, .bbl, figures, tables) for arXiv", None, "publish.arxiv:build",
+        lambda fn, _, a: fn(a.dir, a.out, a.main),
+        (("--dir", {"default": "build/paper", "help": "the rendered paper, after latexmk"}),
+         ("--main", {"default": "main.tex"}), ("--out", _req("build/<profile>/arxiv.tar.gz")))),
+}
 
 # Errors that mean bad input: shown as one clear message, without a traceback.
 USER_ERRORS = {"ConfigError", "DataError", "LatexError", "RenderError", "InceptionWeightsMissing", "LedgerError"}
@@ -55,109 +165,25 @@ USER_ERRORS |= {"ReproduceError"}  # reproduce: a model missing from the summary
 USER_ERRORS |= {"ArxivError", "ProvenanceError"}  # the paper not built yet; no benchmark files
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m genreview", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+    for name, cmd in COMMANDS.items():
+        s = sub.add_parser(name, help=cmd.help)
+        if cmd.spec is not None:  # a pipeline step: its spec from --spec or from a config.yaml
+            g = s.add_mutually_exclusive_group()
+            g.add_argument("--spec", help="JSON spec (as written by the Snakefile)")
+            g.add_argument("--config", default="config.yaml", help="config.yaml to resolve (default)")
+            s.add_argument("--profile", choices=["smoke", "small", "full"])
+            s.add_argument("--threads", type=int)
+        for flag, kwargs in cmd.args:
+            s.add_argument(flag, **kwargs)
+    return p
 
-    def step(name, help_):
-        s = sub.add_parser(name, help=help_)
-        g = s.add_mutually_exclusive_group()
-        g.add_argument("--spec", help="JSON spec (as written by the Snakefile)")
-        g.add_argument("--config", default="config.yaml", help="config.yaml to resolve (default)")
-        s.add_argument("--profile", choices=["smoke", "small", "full"])
-        s.add_argument("--threads", type=int)
-        return s
 
-    s = step("prepare-data", "put the dataset in torchvision's layout; write a manifest")
-    s.add_argument("--manifest", required=True)
-    s = step("train-classifier", "train the frozen domain classifier of the protocol")
-    s.add_argument("--out", required=True)
-    s = step("train", "train one model")
-    s.add_argument("--model", required=False)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True)
-    s = step("evaluate", "sample and score one trained run")
-    s.add_argument("--model")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--run", required=True)
-    s.add_argument("--classifier", required=True)
-    s.add_argument("--out", required=True)
-    for name, help_ in (("sweep", "FD against network evaluations: each sampler at each step count"),
-                        ("guidance", "classifier-free guidance: FD and conditional accuracy per weight"),
-                        ("probe", "GAN inversion vs. encoder, linear probe, perceptual path length"),
-                        ("curve", "FD of the weight snapshots a run kept: quality against training compute")):
-        s = step(name, help_)
-        s.add_argument("--model")
-        s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--run", required=True)
-        s.add_argument("--classifier", required=True)
-        s.add_argument("--out", required=True)
-    s = step("dynamics", "short runs over seeds and random hyperparameters; the .detach() ablation")
-    s.add_argument("--model")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--classifier", required=True)
-    s.add_argument("--out", required=True)
-    s = step("reproduce", "re-run one model at one seed; does it land within the paper's spread?")
-    s.add_argument("--model", required=False)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--summary", required=True, help="the paper's results/<profile>/summary.json")
-    s.add_argument("--classifier", required=True)
-    s.add_argument("--out", required=True, help="results/<profile>/reproduce/<model>/seed<k>")
-    s = step("reference", "score real data (floor) and noise (ceiling)")
-    s.add_argument("--classifier", required=True)
-    s.add_argument("--out", required=True)
-    s = step("summarize", "collect results files into one summary")
-    s.add_argument("--metrics", nargs="+", required=True)
-    s.add_argument("--sweeps", nargs="*", default=[])
-    s.add_argument("--guidance", nargs="*", default=[])
-    s.add_argument("--dynamics", nargs="*", default=[])
-    s.add_argument("--probes", nargs="*", default=[])
-    s.add_argument("--curves", nargs="*", default=[])
-    s.add_argument("--reference", required=True)
-    s.add_argument("--classifier", required=True)
-    s.add_argument("--manifest", required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("figures", help="draw the figures from the summary")
-    s.add_argument("--summary", required=True)
-    s.add_argument("--runs", required=True, help="JSON: model -> run folder")
-    s.add_argument("--evals", required=True, help="JSON: model -> evaluation folder")
-    s.add_argument("--sweeps", default="{}", help="JSON: model -> sampling-sweep folder")
-    s.add_argument("--guidance", default="{}", help="JSON: model -> guidance-sweep folder")
-    s.add_argument("--dynamics", default="{}", help="JSON: model -> training-dynamics folder")
-    s.add_argument("--probes", default="{}", help="JSON: model -> probe folder")
-    s.add_argument("--data-root", required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("tables", help="write the LaTeX tables from the summary")
-    s.add_argument("--summary", required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("claims", help="test the claims ledger against the summary: verdicts and their tables")
-    s.add_argument("--summary", required=True)
-    s.add_argument("--ledger", default="paper/claims.yaml")
-    s.add_argument("--out", required=True, help="results/<profile>/claims.json")
-    s.add_argument("--tables", required=True, help="folder for claims.tex and comparison.tex")
-    s = sub.add_parser("render", help="render the paper's templates")
-    s.add_argument("--claims", help="results/<profile>/claims.json (the ledger's verdicts)")
-    s.add_argument("--provenance", help="results/<profile>/provenance.json (the templates' `prov`)")
-    s.add_argument("--templates", default="paper")
-    s.add_argument("--summary", required=True)
-    s.add_argument("--figures", default="figures")
-    s.add_argument("--tables", default="tables")
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("latex", help="build the PDF with latexmk")
-    s.add_argument("--dir", required=True)
-    s.add_argument("--out", required=True)
-    s = step("provenance", "record commit, config hash, hardware, versions, and time and memory of every compute job")
-    s.add_argument("--benchmarks", help="JSON: rule -> its jobs' benchmark files (as the Snakefile passes them)")
-    s.add_argument("--benchmark-dir", help="or a benchmarks/<profile> folder, read for the compute rules "
-                                           "(default: the profile's)")
-    s.add_argument("--out", required=True, help="results/<profile>/provenance.json")
-    s = sub.add_parser("arxiv", help="package the built paper (tex, .bbl, figures, tables) for arXiv")
-    s.add_argument("--dir", default="build/paper", help="the rendered paper, after latexmk")
-    s.add_argument("--main", default="main.tex")
-    s.add_argument("--out", required=True, help="build/<profile>/arxiv.tar.gz")
-
-    args = p.parse_args(argv)
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     try:
@@ -170,72 +196,10 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    if args.cmd == "prepare-data":
-        from .data import prepare
-        spec = _spec(args, "data")
-        prepare(spec["dataset"], spec["data_root"], spec["debian_dir"], args.manifest)
-    elif args.cmd == "train-classifier":
-        from .evaluation.classifier import train_classifier
-        train_classifier(_spec(args, "classifier"), args.out, args.threads)
-    elif args.cmd == "train":
-        from .training.train import train
-        train(_spec(args, "train"), args.out, args.threads)
-    elif args.cmd == "evaluate":
-        from .evaluation.evaluate import evaluate_run
-        evaluate_run(_spec(args, "eval"), args.run, args.classifier, args.out, args.threads)
-    elif args.cmd == "sweep":
-        from .studies.sweeps import sweep_run
-        sweep_run(_spec(args, "sweep"), args.run, args.classifier, args.out, args.threads)
-    elif args.cmd == "guidance":
-        from .studies.sweeps import guidance_run
-        guidance_run(_spec(args, "guidance"), args.run, args.classifier, args.out, args.threads)
-    elif args.cmd == "dynamics":
-        from .studies.dynamics import dynamics_run
-        dynamics_run(_spec(args, "dynamics"), args.classifier, args.out, args.threads)
-    elif args.cmd == "probe":
-        from .studies.probes import probe_run
-        probe_run(_spec(args, "probe"), args.run, args.classifier, args.out, args.threads)
-    elif args.cmd == "curve":
-        from .studies.curves import curve_run
-        curve_run(_spec(args, "curve"), args.run, args.classifier, args.out, args.threads)
-    elif args.cmd == "reproduce":
-        from .studies.reproduce import reproduce
-        reproduce(_spec(args, "reproduce"), args.summary, args.classifier, args.out, args.threads)
-    elif args.cmd == "reference":
-        from .evaluation.evaluate import reference
-        reference(_spec(args, "reference"), args.classifier, args.out, args.threads)
-    elif args.cmd == "summarize":
-        from .summary.collect import collect
-        collect(_spec(args, "summary"), args.metrics, args.reference, args.classifier, args.manifest, args.out,
-                args.sweeps, args.guidance, args.dynamics, args.probes, args.curves)
-    elif args.cmd == "figures":
-        from .publish.figures import make_figures
-        make_figures(args.summary, json.loads(args.runs), json.loads(args.evals), args.data_root, args.out,
-                     json.loads(args.sweeps), json.loads(args.guidance), json.loads(args.dynamics),
-                     json.loads(args.probes))
-    elif args.cmd == "tables":
-        from .publish.tables import write_tables
-        write_tables(json.loads(open(args.summary).read()), args.out)
-    elif args.cmd == "claims":
-        from .publish.claims import write_claims
-        write_claims(args.summary, args.ledger, args.out, args.tables)
-    elif args.cmd == "render":
-        from .publish.render import render
-        render(args.templates, args.summary, args.out, args.figures, args.tables, claims=args.claims,
-               provenance=args.provenance)
-    elif args.cmd == "latex":
-        from .publish.latex import build_pdf
-        build_pdf(args.dir, args.out)
-    elif args.cmd == "provenance":
-        from .summary import provenance as prov
-        from .paths import Paths
-        cfg = _spec(args, "config")
-        files = (json.loads(args.benchmarks) if args.benchmarks else
-                 prov.benchmark_files(args.benchmark_dir or Paths(cfg["profile"]).benchmarks))
-        prov.write(cfg, files, args.out)
-    elif args.cmd == "arxiv":
-        from .publish.arxiv import build
-        build(args.dir, args.out, args.main)
+    cmd = COMMANDS[args.cmd]
+    module, function = cmd.call.split(":")
+    fn = getattr(importlib.import_module(f".{module}", __package__ or "genreview"), function)
+    cmd.run(fn, _spec(args, cmd.spec) if cmd.spec is not None else None, args)
     return 0
 
 

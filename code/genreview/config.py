@@ -346,7 +346,7 @@ def reproduce_spec(cfg: dict, model: str, seed: int) -> dict:
     """A reviewer's re-run of one model at one seed: the train and eval specs of the paper's runs (so the
     same seed repeats the same computation), the verdict's tolerances, and the resolved config's hash (the
     provenance record's, so that it can be compared with the paper's)."""
-    from .summary.provenance import config_hash
+    from .provenance import config_hash
 
     if model not in REGISTRY:
         close = difflib.get_close_matches(model, list(REGISTRY), n=1)

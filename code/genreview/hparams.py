@@ -9,14 +9,17 @@ A config dataclass declares a field with `hp`, its default and the values config
         beta: float = hp(1.0, minimum=0, doc="weight of the KL term")
 
 `properties(cls)` turns the fields into JSON-schema properties: the type from the annotation (int, float, bool,
-str, list[...], dict, `X | None`), the bounds from the field's metadata. `genreview.config_schema` assembles
-them into the schema that config.yaml is validated against. This module imports nothing of the package.
+str, list[...], dict, `X | None`), the bounds from the field's metadata. A subclass that only changes a default
+writes it plainly (`lr_g: float = 5e-5`) and keeps the bounds its base class declared. `genreview.config_schema`
+assembles them into the schema that config.yaml is validated against. This module imports nothing of the package.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import re
+
+MODEL_NAME = {"$ref": "#/$defs/model_name"}  # the schema of one model's name: hp([...], items=MODEL_NAME)
 
 _TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "list": "array",
           "dict": "object", "None": "null"}
@@ -54,9 +57,19 @@ def _annotation(f: dataclasses.Field) -> str:
     return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
+def _declared(cls: type, name: str) -> dict:
+    """The schema keywords of field `name`: from `cls`, or else from the nearest base class that declares them
+    (a variant that only changes a default, `lr_g: float = 5e-5`, keeps its base's bounds)."""
+    for klass in cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and "schema" in f.metadata:
+            return copy.deepcopy(dict(f.metadata["schema"]))
+    return {}
+
+
 def field_schema(cls: type, f: dataclasses.Field) -> dict:
     """The JSON schema of one field of config dataclass `cls`."""
-    meta = copy.deepcopy(dict(f.metadata.get("schema", {})))
+    meta = _declared(cls, f.name)
     annotation = _annotation(f)
     where = f"{cls.__name__}.{f.name}"
     node = {} if ("enum" in meta or "$ref" in meta) else {"type": _json_type(annotation, where)}

@@ -1,4 +1,6 @@
-"""Every file the pipeline reads or writes, named once (the Snakefile and the tests use this)."""
+"""Every file the pipeline reads or writes, named once (the Snakefile and the tests use this). A leaf: it
+imports nothing from genreview. Results, logs, benchmarks, figures, tables and the paper of each build
+live under its tag (`Paths.tag`), so builds of different profiles never overwrite each other."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -95,50 +97,23 @@ class Paths:
         """Where README suggests `snakemake --report` write its HTML report (not a rule's output)."""
         return f"build/{self.tag}/report.html"
 
-    figures = "figures"
-    tables = "tables"
+    @property
+    def figures(self) -> str:
+        return f"figures/{self.tag}"
+
+    @property
+    def tables(self) -> str:
+        return f"tables/{self.tag}"
+
+    @property
+    def paper_build(self) -> str:
+        """The rendered templates, compiled in place by latexmk."""
+        return f"build/{self.tag}/paper"
+
+    @property
+    def pdf(self) -> str:
+        return f"build/{self.tag}/review.pdf"
+
     templates = "paper"
-    paper_build = "build/paper"
-    pdf = "build/review.pdf"
+    latest_pdf = "build/review.pdf"  # a copy of the PDF of the latest build, whichever profile it was
 
-
-def figure_names(models: list[str], sweep_models=(), guidance_models=(), dynamics_models=(),
-                 probe_models=(), curve_models=()) -> list[str]:
-    """The files `make_figures` writes for these models and studies (the Snakefile's outputs)."""
-    from .publish.gan_figures import gan_figure_names
-    from .models import DISPLAY, REGISTRY
-
-    samplers = [m for m in models if DISPLAY[m][1] != "translation"]  # image-to-image models draw no samples
-    names = ["samples.pdf", "training_curves.pdf", "quality_vs_cost.pdf", "quality_vs_training.pdf", "progress.pdf"]
-    if any(REGISTRY[m][0].likelihood != "none" for m in samplers):
-        names.append("likelihood_vs_quality.pdf")
-    if "vae" in samplers:
-        names.append("vae_reconstructions.pdf")
-    if {"vae", "dcgan"} & set(samplers):
-        names.append("interpolation.pdf")
-    if "ddpm" in samplers:
-        names.append("ddpm_chain.pdf")
-    if any(m != "ddpm" and hasattr(REGISTRY[m][0], "make_scheduler") for m in samplers):
-        names.append("diffusion_chains.pdf")
-    if sweep_models:
-        names.append("sampling_cost.pdf")
-        if any(hasattr(REGISTRY[m][0], "make_scheduler") for m in sweep_models):
-            names.append("sweep_samples.pdf")
-    names += [f"guidance_{m}.pdf" for m in guidance_models]
-    if curve_models:
-        names.append("quality_vs_compute.pdf")
-    return names + gan_figure_names(list(models), list(dynamics_models), list(probe_models))
-
-
-def table_names(sweep_models=(), guidance_models=(), models=(), dynamics_models=(), curve_models=()) -> list[str]:
-    """The files `write_tables` writes (the Snakefile's outputs)."""
-    from .publish.gan_figures import gan_table_names
-    from .models import DISPLAY
-
-    names = ["results.tex", "cost.tex", "likelihood.tex"]
-    if sweep_models:
-        names.append("sweep.tex")
-    names += [f"guidance_{m}.tex" for m in guidance_models]
-    if curve_models:
-        names.append("time_to_threshold.tex")
-    return names + gan_table_names(bool(dynamics_models), any(DISPLAY[m][1] == "translation" for m in models))

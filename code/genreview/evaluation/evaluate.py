@@ -17,22 +17,10 @@ from .. import data as D
 from .classifier import load_classifier, predict
 from ..models.likelihood import bits_per_dim
 from .metrics import EvalConfig, Reference, uniform_noise
-from ..models import build
+from ..models import load_trained
 from .translation import evaluate_translation
 from ..utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
                     seed_everything, set_threads, torch_save)
-
-
-def _load_model(path, device):
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = build(ck["model"], ck["hparams"], ck["shape"])
-    try:
-        model.load_state_dict(ck["state_dict"])
-    except RuntimeError as e:
-        raise RuntimeError(
-            f"{path} does not fit the current {ck['model']} code (it was trained before the network changed). "
-            f"Retrain it: snakemake --cores all --forcerun train (or delete {Path(path).parent}).\n{e}") from e
-    return model.to(device).eval()
 
 
 @torch.no_grad()
@@ -76,11 +64,11 @@ CHAIN_STEPS = 100  # the denoising-chain figure's ancestral sampler: at most thi
 
 @torch.no_grad()
 def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
-    """Family-specific material for the figures, chosen by what the model can do."""
+    """Family-specific material for the figures, chosen by what the model declares it can do."""
     out = {}
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     rows, steps = 6, cfg.interp_steps
-    if hasattr(model, "reconstruct"):  # encoder-decoder: reconstructions and latent interpolation
+    if model.latent_sampling == "encoder":  # encoder-decoder: reconstructions and latent interpolation
         x = D.to_unit(test.images[:2000]).to(device)
         rec = torch.cat([model.reconstruct(b) for b in x.split(500)])
         out["recon_mse"] = float((rec - x).pow(2).mean())
@@ -92,19 +80,19 @@ def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
         a = model.encode(x[:rows])[0]
         b = model.encode(x[rows:2 * rows])[0]
         out["interp"] = D.to_uint8(model.decode(_lerp_grid(a, b, steps))).view(rows, steps, *model.shape)
-    elif hasattr(model, "generate"):  # noise-to-image generator: interpolation between noise vectors
-        z = torch.randn(2 * rows, model.cfg.z_dim, generator=g, device=device)
+    elif model.latent_sampling == "generator":  # noise-to-image generator: interpolation between noise vectors
+        z = torch.randn(2 * rows, model.latent_dim, generator=g, device=device)
         # a class-conditional generator keeps one class along each row
-        cond = {"labels": torch.arange(rows, device=device).repeat_interleave(steps)} if _classes(model) else {}
+        cond = {"labels": torch.arange(rows, device=device).repeat_interleave(steps)} if model.conditional else {}
         out["interp"] = D.to_uint8(model.generate(_slerp_grid(z[:rows], z[rows:], steps), **cond)).view(
             rows, steps, *model.shape)
-    if hasattr(model, "style_mix"):  # StyleGAN: the style-mixing table and the truncation trick
-        z = torch.randn(2 * rows, model.cfg.z_dim, generator=g, device=device)
+    if model.style_mixing:  # StyleGAN: the style-mixing table and the truncation trick
+        z = torch.randn(2 * rows, model.latent_dim, generator=g, device=device)
         crossover = model.num_layers // 2
         out["style_mix"] = D.to_uint8(model.style_mix(z[:rows // 2], z[rows // 2:rows], crossover))
         out["style_mix_crossover"] = float(crossover)
         out["truncation_grid"] = D.to_uint8(model.truncation_sweep(z[rows:], TRUNCATION_PSIS))
-    if hasattr(model, "make_scheduler"):  # diffusion: the ancestral denoising chain
+    if "ddpm" in model.samplers:  # diffusion: the ancestral denoising chain
         steps = min(model.cfg.timesteps, CHAIN_STEPS)
         ts = model.make_scheduler("ddpm", steps).timesteps.tolist()             # descending
         want = [ts[0], *(int(ts[0] * f) for f in (0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05)), 0]
@@ -134,10 +122,10 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         torch_save({}, out / "samples.pt")
         return metrics
     seed_everything(cfg.seed + spec["seed"])
-    model = _load_model(run_dir / "model.pt", device)
+    model = load_trained(run_dir / "model.pt", device)
     clf = load_classifier(classifier, device)
     test = D.load(spec["dataset"], spec["data_root"], "test")
-    if getattr(model, "translator", False):  # image-to-image: scored on the test images it translates
+    if model.translator:  # image-to-image: scored on the test images it translates
         return _evaluate_translator(model, test, clf, cfg, device, metrics, out)
     precision = summary["precision"]  # what measured fastest for this model in training
     n_samples = cfg.n_samples_by_model.get(spec["model"], cfg.n_samples)
@@ -153,11 +141,11 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         sample_ms_per_image=1000 * secs / len(fake), sample_batch=cfg.batch_size, nfe=model.nfe,
         sample_precision=precision, class_histogram=(hist / hist.sum()).tolist(),
     )
-    if _classes(model):  # the classes `generate` asked for, batch by batch (the models' default labels)
-        asked = torch.cat([torch.arange(min(cfg.batch_size, n_samples - i)) % _classes(model)
+    if model.conditional:  # the classes `generate` asked for, batch by batch (the models' default labels)
+        asked = torch.cat([torch.arange(min(cfg.batch_size, n_samples - i)) % model.num_classes
                            for i in range(0, n_samples, cfg.batch_size)])
         metrics["cond_accuracy"] = float((predicted.cpu() == asked).float().mean())
-    if hasattr(model, "truncation_sweep"):
+    if model.style_mixing:
         metrics["truncation"] = truncation_study(model, ref, cfg, spec["seed"], device, precision)
     if model.likelihood != "none" and cfg.nll_images:
         metrics.update(score_likelihood(model, test, cfg, device))
@@ -167,11 +155,6 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     torch_save({"grid": fake[:64], **{k: v for k, v in ex.items() if not isinstance(v, float)}},
                out / "samples.pt")
     return metrics
-
-
-def _classes(model) -> int:
-    """Number of classes a class-conditional model generates (0 for an unconditional one)."""
-    return int(getattr(model.cfg, "num_classes", 0) or 0)
 
 
 def truncation_study(model, ref: Reference, cfg: EvalConfig, seed: int, device, precision: str) -> list[dict]:

@@ -96,12 +96,12 @@ def evaluate_translation(model, test: D.Split, clf: DomainClassifier,
     """
     reference_fn = reference_fn or default_reference(clf)
     model.eval()
-    if hasattr(model, "translate_ab"):
+    if model.translator == "unpaired":
         return _cyclegan(model, test, clf, reference_fn, device, n, rows)
-    if hasattr(model, "upscale"):
+    if model.translator == "super_resolution":
         return _super_resolution(model, test, reference_fn, device, n, rows)
-    raise TypeError(f"{type(model).__name__} is not a translator: expected translate_ab (CycleGAN) or upscale "
-                    f"(super-resolution)")
+    raise TypeError(f"{type(model).__name__} is not a translator: its translator is {model.translator!r}, expected "
+                    f"'unpaired' (CycleGAN) or 'super_resolution'")
 
 
 def _cyclegan(model, test, clf, reference_fn, device, n, rows) -> dict:

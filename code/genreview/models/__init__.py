@@ -1,7 +1,11 @@
-"""Name-to-family registry: each family is one file with a config dataclass beside its model."""
+"""Name-to-family registry (each family is one file with a config dataclass beside its model), `build`,
+and `load_trained`, the model of a trained run."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+import torch
 
 from .base import GenerativeModel
 from .cascade import CascadeConfig, CascadedDiffusion
@@ -41,27 +45,29 @@ REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "cascade": (CascadedDiffusion, CascadeConfig),
 }
 
-# How the paper names each model and which family it belongs to.
-DISPLAY = {
-    "gmm": ("GMM", "classical"),
-    "hmm": ("HMM", "classical"),
-    "pixelcnn": ("PixelCNN", "autoregressive"),
-    "flow": ("RealNVP", "flow"),
-    "vae": ("VAE", "vae"),
-    "dcgan": ("DCGAN", "gan"),
-    "wgan": ("WGAN", "gan"),
-    "wgan_gp": ("WGAN-GP", "gan"),
-    "cgan": ("Projection cGAN", "gan"),
-    "stylegan": ("StyleGAN", "gan"),
-    "cyclegan": ("CycleGAN", "translation"),
-    "srgan": ("SR-GAN (L1 + adv.)", "translation"),
-    "sr_l1": ("SR, L1 only", "translation"),
-    "ddpm": ("DDPM", "diffusion"),
-    "iddpm": ("Improved DDPM", "diffusion"),
-    "ldm": ("LDM", "diffusion"),
-    "guided_ldm": ("Guided LDM", "diffusion"),
-    "cascade": ("Cascaded DDPM", "diffusion"),
+# How the paper names each model.
+LABELS = {
+    "gmm": "GMM",
+    "hmm": "HMM",
+    "pixelcnn": "PixelCNN",
+    "flow": "RealNVP",
+    "vae": "VAE",
+    "dcgan": "DCGAN",
+    "wgan": "WGAN",
+    "wgan_gp": "WGAN-GP",
+    "cgan": "Projection cGAN",
+    "stylegan": "StyleGAN",
+    "cyclegan": "CycleGAN",
+    "srgan": "SR-GAN (L1 + adv.)",
+    "sr_l1": "SR, L1 only",
+    "ddpm": "DDPM",
+    "iddpm": "Improved DDPM",
+    "ldm": "LDM",
+    "guided_ldm": "Guided LDM",
+    "cascade": "Cascaded DDPM",
 }
+# name -> (label, family), the family as the model's class declares it (`GenerativeModel.family`).
+DISPLAY = {name: (label, REGISTRY[name][0].family) for name, label in LABELS.items()}
 
 # Models renamed since an earlier release: the old name gets an error naming the new one.
 RENAMED = {"cfg": "guided_ldm"}  # `cfg` collided with the name of every config variable
@@ -85,3 +91,18 @@ def build(name: str, hparams: dict, shape) -> GenerativeModel:
     if unknown:
         raise KeyError(f"hparams.{name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(config_fields(name))}")
     return cls(cfg_cls(**hparams), shape)
+
+
+def load_trained(path, device) -> GenerativeModel:
+    """The model of a trained run's checkpoint (`model.pt`, as `genreview.training.train` saves it), on
+    `device` and in eval mode. Raises RuntimeError, saying how to retrain, when the checkpoint no longer
+    fits the family's current network."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = build(ck["model"], ck["hparams"], ck["shape"])
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"{path} does not fit the current {ck['model']} code (it was trained before the network changed). "
+            f"Retrain it: snakemake --cores all --forcerun train (or delete {Path(path).parent}).\n{e}") from e
+    return model.to(device).eval()

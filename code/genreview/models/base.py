@@ -46,18 +46,55 @@ class GenerativeModel(nn.Module):
         cfg: the family's config dataclass (defaults beside the model, overridden by config.yaml).
         shape: (C, H, W) of the images it models.
 
-    Subclasses set `likelihood` to "exact", "bound" or "none" and implement `loss`,
-    `sample`, and `log_prob` where `likelihood` is not "none".
+    Subclasses implement `loss`, `sample`, and `log_prob` where `likelihood` is not "none".
 
-    Classical models (GMM, HMM) fitted by their own algorithm rather than by gradient steps
-    set `classical = True` and implement `fit` instead of `loss`; they keep their fitted
-    parameters in buffers whose shapes follow from the config, so that a checkpoint loads
-    into a freshly built model like any other.
+    What a model can do is declared on its class (or, where it depends on the config, by a
+    small property), never probed: the trainer, the evaluation and the studies read these.
+
+    family: "classical", "autoregressive", "flow", "vae", "gan", "translation" or "diffusion";
+        how the paper groups the models.
+    likelihood: "exact", "bound" or "none": what `log_prob` gives; `likelihood_note` says how
+        it is computed, in one short phrase for the paper.
+    classical: fitted by its own algorithm rather than by gradient steps (GMM, HMM): implements
+        `fit` instead of `loss`, and keeps its fitted parameters in buffers whose shapes follow
+        from the config, so that a checkpoint loads into a freshly built model like any other.
+    translator: None for a model that draws samples; an image-to-image model instead names its
+        task, "unpaired" (CycleGAN: `translate_ab`, `translate_ba` between two classes) or
+        "super_resolution" (`upscale`, 2x). A translator's `sample` raises; it gives `progress_grid`
+        for training and is scored by `genreview.evaluation.translation`.
+    train_classes: the classes training keeps (None: every image of the split).
+    num_classes, conditional (properties): the classes a class-conditional model samples, and
+        whether it is one (num_classes > 0); `sample(n, labels=...)` then takes (n,) labels,
+        balanced (arange(n) % num_classes) by default.
+    latent_sampling: how the model maps a Gaussian latent z, (B, latent_dim), to images in [0, 1]:
+        "generator", a noise-to-image generator, `generate(z)` (deterministic, no gradient) and
+        `differentiable_generate(z)` (the same images, differentiable in z, for GAN inversion),
+        both taking `labels` too when the model is conditional; "encoder", an encoder-decoder,
+        `encode(x)` -> (mean, log-variance), `decode(z)`, `reconstruct(x)` and `elbo(x)`;
+        None for a model without such a latent.
+    style_mixing: a style-based generator (StyleGAN): `style_mix`, `truncation_sweep`,
+        `num_layers`, and `sample`/`generate` take a `truncation` psi.
+    samplers: the iterative samplers `sample(n, sampler=..., steps=...)` runs (diffusion: "ddpm",
+        "ddim"), with `make_scheduler(sampler, steps)`, `network_evaluations(sampler, steps)`
+        and `cfg.timesteps`, `cfg.ddim_eta`; () for a one-pass sampler.
+    d_output: for an adversarial model, what the "d_real"/"d_fake" training statistics are:
+        "probability" (D's mean probability) or "critic" (a critic's mean unbounded score).
+    probe_features: the representation a model offers a linear probe, `features(x)` -> (B, F)
+        for images x in [0, 1]: "discriminator" (a GAN's discriminator up to its last linear
+        layer), "encoder" (the VAE's posterior mean); None when it offers none.
     """
 
+    family: str = ""
     likelihood: str = "none"
     likelihood_note: str = ""   # how log_prob is computed, for the paper (one short phrase)
     classical: bool = False
+    translator: str | None = None
+    train_classes: tuple[int, ...] | None = None
+    latent_sampling: str | None = None
+    style_mixing: bool = False
+    samplers: tuple[str, ...] = ()
+    d_output: str | None = None
+    probe_features: str | None = None
 
     def __init__(self, cfg, shape: tuple[int, int, int]):
         super().__init__()
@@ -84,6 +121,24 @@ class GenerativeModel(nn.Module):
         """Classical models only: fit to all of x in [0, 1], (N, C, H, W); return statistics of
         the fit (for example iterations, converged, train log-likelihood) for the run summary."""
         raise NotImplementedError(f"{type(self).__name__} is trained by gradient steps, not fit()")
+
+    @property
+    def num_classes(self) -> int:
+        """Classes a class-conditional model samples; 0 for an unconditional one."""
+        return 0
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the latent z of a model with `latent_sampling` set; 0 otherwise."""
+        return 0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation named by `probe_features`, (B, F), of images x in [0, 1], (B, C, H, W)."""
+        raise NotImplementedError(f"{type(self).__name__} offers no features (probe_features is None)")
 
     @property
     def nfe(self) -> int:

@@ -24,48 +24,51 @@ losses over the same batch. No likelihood is computed for the cascade in this re
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion.samplers import make_scheduler
+from ..diffusion.sampling import reverse_process, timestep_batch
 from ..diffusion.schedule import NoiseSchedule, make_betas
 from ..diffusion.unet import UNet
+from ..hparams import hp
 from .base import EMA, GenerativeModel, warmup_cosine
 
 
 @dataclass
 class CascadeConfig:
-    timesteps: int = 1000             # shared by both stages
-    schedule: str = "linear"          # linear | cosine
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
+    timesteps: int = hp(1000, minimum=2)  # shared by both stages
+    schedule: str = hp("linear", enum=["linear", "cosine"])  # linear | cosine
+    beta_start: float = hp(1e-4, exclusive_minimum=0)
+    beta_end: float = hp(0.02, exclusive_minimum=0, maximum=1)
     # the super-resolution UNet (full resolution; input x_t and the upsampled condition). Its task is
     # local, so it is narrower and shallower than the base UNet, which draws the global layout.
-    width: int = 24
-    mults: list = field(default_factory=lambda: [1, 2])
-    attn_levels: list = field(default_factory=list)
-    patch: int = 2                    # space-to-depth stem of the SR network
+    width: int = hp(24, minimum=4, doc="super-resolution U-Net channels")
+    mults: list[int] = hp([1, 2], min_items=1, items={"minimum": 1})
+    attn_levels: list[int] = hp([], items={"minimum": 0})
+    patch: int = hp(2, minimum=1)  # space-to-depth stem of the SR network
     # the base UNet (half resolution: 14, 7 and 4 pixels a side at its three levels for Fashion-MNIST)
-    base_width: int = 32
-    base_mults: list = field(default_factory=lambda: [1, 2, 2])
-    base_attn_levels: list = field(default_factory=lambda: [2])
-    res_blocks: int = 1               # both networks
-    dropout: float = 0.0              # both networks
+    base_width: int = hp(32, minimum=4, doc="base (14x14) U-Net channels")
+    base_mults: list[int] = hp([1, 2, 2], min_items=1, items={"minimum": 1})
+    base_attn_levels: list[int] = hp([2], items={"minimum": 0})
+    res_blocks: int = hp(1, minimum=1)  # both networks
+    dropout: float = hp(0.0, minimum=0, maximum=1)  # both networks
     # noise-conditioning augmentation, as fractions of the timesteps
-    aug_max: float = 0.2              # training: level s ~ U{0..round(aug_max T)}
-    aug_levels: int = 10              # buckets of s, the SR network's class labels
-    aug_sample: float = 0.03          # sampling: the fixed level applied to the base model's output
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    sampler: str = "ddim"             # ddim | ddpm: the sampler used for evaluation (both stages)
-    sample_steps: int = 50            # its steps per stage
-    ddim_eta: float = 0.0
-    spacing: str = "trailing"         # leading | trailing timesteps for DDIM
+    aug_max: float = hp(0.2, minimum=0, maximum=1, doc="training: level s ~ U{0..round(aug_max T)}")
+    aug_levels: int = hp(10, minimum=1)  # buckets of s, the SR network's class labels
+    aug_sample: float = hp(0.03, minimum=0, maximum=1,
+                           doc="sampling: the fixed level applied to the base model's output")
+    lr: float = hp(1e-3, exclusive_minimum=0)
+    warmup_steps: int = hp(100, minimum=0)
+    grad_clip: float = hp(1.0, minimum=0)
+    ema_decay: float = hp(0.999, minimum=0, maximum=1)
+    sampler: str = hp("ddim", enum=["ddim", "ddpm"])  # ddim | ddpm: the sampler used for evaluation (both stages)
+    sample_steps: int = hp(50, minimum=1)  # its steps per stage
+    ddim_eta: float = hp(0.0, minimum=0)
+    spacing: str = hp("trailing", enum=["leading", "trailing"])  # leading | trailing timesteps for DDIM
 
     def __post_init__(self):
         if self.sample_steps > self.timesteps:
@@ -83,6 +86,8 @@ class CascadedDiffusion(GenerativeModel):
     Args: cfg (CascadeConfig), shape (C, H, W) of the full-resolution images (H, W even).
     """
 
+    family = "diffusion"
+    samplers = ("ddpm", "ddim")
     likelihood = "none"
     likelihood_note = "not computed for the cascade"
 
@@ -176,15 +181,14 @@ class CascadedDiffusion(GenerativeModel):
 
     def _reverse(self, net, sched, x, generator, cond=None, label=None, chain_at=()):
         """One stage's reverse process from x_T = x, (n, C, H, W); returns (x_0, {t: (x_t, predicted x_0)})."""
-        n, chain = len(x), {}
-        for t in sched.timesteps:
-            inp = x if cond is None else torch.cat([x, cond], 1)                 # (n, C or 2C, H, W)
-            eps = net(inp, torch.full((n,), int(t), device=x.device, dtype=torch.long), label).float()
-            x_prev, x0 = sched.step(eps, t, x, generator)
-            if int(t) in chain_at:
-                chain[int(t)] = ((x.clamp(-1, 1) + 1) / 2, (x0 + 1) / 2)
-            x = x_prev
-        return x, chain
+        n = len(x)
+
+        def denoise(x_t, t):
+            inp = x_t if cond is None else torch.cat([x_t, cond], 1)             # (n, C or 2C, H, W)
+            return net(inp, timestep_batch(t, n, x_t.device), label).float(), None
+
+        x, chain = reverse_process(denoise, sched, x, generator, chain_at)
+        return x, {t: ((x_t.clamp(-1, 1) + 1) / 2, (x0 + 1) / 2) for t, (x_t, x0) in chain.items()}
 
     @torch.no_grad()
     def base_sample(self, n, generator=None, sampler=None, steps=None) -> torch.Tensor:

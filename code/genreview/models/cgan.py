@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..hparams import hp
 from .dcgan import Discriminator, Generator
 
 from .wgan import CriticGAN, CriticGANConfig
@@ -19,8 +20,8 @@ from .wgan import CriticGAN, CriticGANConfig
 
 @dataclass
 class CGANConfig(CriticGANConfig):
-    num_classes: int = 10
-    embed_dim: int = 16        # G's class embedding, concatenated to z
+    num_classes: int = hp(10, minimum=2)
+    embed_dim: int = hp(16, minimum=1)  # G's class embedding, concatenated to z
     lr_g: float = 1e-4         # BigGAN's baseline two time-scale rates
     lr_d: float = 4e-4
     beta1: float = 0.0
@@ -103,6 +104,14 @@ class ProjectionCGAN(CriticGAN):
         out = (net(z, self._labels(len(z), labels)).float() + 1) / 2
         net.train(was_training)
         return out
+
+    def differentiable_generate(self, z, labels):
+        """`generate`'s images for labels (B,), differentiable in z; leaves the sampling network in eval mode."""
+        return (self.sampling_network().eval()(z, labels).float() + 1) / 2
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg.num_classes)
 
     @torch.no_grad()
     def sample(self, n, generator=None, labels=None):

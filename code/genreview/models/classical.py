@@ -68,6 +68,7 @@ def subsample(x: torch.Tensor, n: int, seed: int) -> tuple[np.ndarray, int]:
 class Classical(GenerativeModel):
     """What the two share: dequantised log_prob, a loss for generic callers, no trainable weights."""
 
+    family = "classical"
     classical = True
     likelihood = "bound"
     likelihood_note = "dequantised density"

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import data as D
+from ..hparams import hp
 from .base import EMA
 from .translator import PatchDiscriminator, ResBlock, Translator, batched, gan_loss, scalar_zero
 
@@ -28,19 +29,21 @@ from .translator import PatchDiscriminator, ResBlock, Translator, batched, gan_l
 class CycleGANConfig:
     # The two classes. These defaults are Fashion-MNIST's sneaker and ankle boot (same pose and outline
     # minus the shaft); `data.CYCLEGAN_PAIRS` holds each dataset's pair (`data.dataset_hparams`).
-    domain_a: int = 7
-    domain_b: int = 9
-    width: int = 32             # generator channels at full resolution (x2 per downsampling)
-    n_down: int = 2             # stride-2 downsamplings before the residual blocks (2: blocks at 7 x 7)
-    res_blocks: int = 6
-    width_d: int = 32           # discriminator channels after its first conv
-    lambda_cyc: float = 10.0
-    lambda_id: float = 0.5      # identity weight, as a fraction of lambda_cyc; 0 skips the identity pass
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    decay_from: float = 0.5     # fraction of training after which the rate falls linearly to 0; 1 = constant
-    ema_decay: float = 0.999    # translations for evaluation come from an EMA of the generators; 0 = raw
+    domain_a: int = hp(7, minimum=0, doc="class index of domain A")
+    domain_b: int = hp(9, minimum=0, doc="class index of domain B")
+    width: int = hp(32, minimum=1)  # generator channels at full resolution (x2 per downsampling)
+    n_down: int = hp(2, minimum=0)  # stride-2 downsamplings before the residual blocks (2: blocks at 7 x 7)
+    res_blocks: int = hp(6, minimum=0)
+    width_d: int = hp(32, minimum=1)  # discriminator channels after its first conv
+    lambda_cyc: float = hp(10.0, minimum=0)
+    lambda_id: float = hp(0.5, minimum=0)  # identity weight, as a fraction of lambda_cyc; 0 skips the identity pass
+    lr: float = hp(2e-4, exclusive_minimum=0)
+    beta1: float = hp(0.5, minimum=0, maximum=1)
+    beta2: float = hp(0.999, minimum=0, maximum=1)
+    # fraction of training after which the rate falls linearly to 0; 1 = constant
+    decay_from: float = hp(0.5, minimum=0, maximum=1)
+    # translations for evaluation come from an EMA of the generators; 0 = raw
+    ema_decay: float = hp(0.999, minimum=0, maximum=1)
 
     def __post_init__(self):
         if self.domain_a == self.domain_b:
@@ -76,6 +79,8 @@ class ResnetGenerator(nn.Module):
 class CycleGAN(Translator):
     """CycleGAN between classes cfg.domain_a and cfg.domain_b. Args: cfg (CycleGANConfig), shape (C, H, W)
     with H and W divisible by 2^n_down."""
+
+    translator = "unpaired"   # translate_ab and translate_ba between classes domain_a and domain_b
 
     def __init__(self, cfg: CycleGANConfig, shape):
         super().__init__(cfg, shape)

@@ -23,20 +23,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import hp
 from .base import EMA, GenerativeModel
 
 
 @dataclass
 class DCGANConfig:
-    z_dim: int = 100
-    width_g: int = 64        # generator channels: 4x this at H/4, 2x at H/2, then the image
-    width_d: int = 64        # discriminator channels after the first conv
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.999  # 0 samples from the raw generator
-    detach_fake: bool = True  # False: D's step backpropagates into G too (the ablation of the detach)
+    z_dim: int = hp(100, minimum=1)
+    width_g: int = hp(64, minimum=1)  # generator channels: 4x this at H/4, 2x at H/2, then the image
+    width_d: int = hp(64, minimum=1)  # discriminator channels after the first conv
+    lr_g: float = hp(2e-4, exclusive_minimum=0)
+    lr_d: float = hp(2e-4, exclusive_minimum=0)
+    beta1: float = hp(0.5, minimum=0, maximum=1)
+    beta2: float = hp(0.999, minimum=0, maximum=1)
+    ema_decay: float = hp(0.999, minimum=0, maximum=1)  # 0 samples from the raw generator
+    detach_fake: bool = hp(True, doc="False: D's step backpropagates into G too (the ablation of the detach)")
 
 
 class Generator(nn.Module):
@@ -105,6 +106,9 @@ def _squared_grad_norm(net: nn.Module) -> torch.Tensor:
 class DCGAN(GenerativeModel):
     """DCGAN. Args: cfg (DCGANConfig), shape (C, H, W) with H and W divisible by 4."""
 
+    family = "gan"
+    latent_sampling = "generator"  # generate and differentiable_generate on z (B, z_dim)
+    probe_features = "discriminator"  # features: D's input to its last linear layer
     likelihood = "none"
     d_output = "probability"  # what "d_real"/"d_fake" report: D's mean probability (a critic's mean value)
 
@@ -213,6 +217,17 @@ class DCGAN(GenerativeModel):
         net.train(was_training)
         return out
 
+    def differentiable_generate(self, z):
+        """`generate`'s images, differentiable in z (GAN inversion); leaves the sampling network in eval mode."""
+        return (self.sampling_network().eval()(z).float() + 1) / 2
+
     @torch.no_grad()
     def sample(self, n, generator=None):
         return self.generate(self._z(n, generator))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.z_dim
+
+    def features(self, x):  # (B, C, H, W) in [0, 1] -> D's features (B, 4w * H/8 * W/8); the projection D's phi(x)
+        return self.D.features(x * 2 - 1)

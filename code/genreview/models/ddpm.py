@@ -26,7 +26,7 @@ that is sampled, as in Nichol and Dhariwal's (and Ho et al.'s) NLL evaluation.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import math
 
@@ -34,35 +34,37 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion.samplers import make_scheduler
+from ..diffusion.sampling import reverse_process, timestep_batch
 from ..diffusion.schedule import NoiseSchedule, make_betas
 from ..diffusion.unet import UNet
+from ..hparams import hp
 from .likelihood import to_levels
 from .base import EMA, GenerativeModel, warmup_cosine
 
 
 @dataclass
 class DDPMConfig:
-    timesteps: int = 1000
-    schedule: str = "linear"          # linear | cosine
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    width: int = 32                   # UNet channels at full resolution
-    mults: list = field(default_factory=lambda: [1, 2, 2])
-    res_blocks: int = 1
-    attn_levels: list = field(default_factory=lambda: [2])
-    dropout: float = 0.0
-    patch: int = 1                    # > 1: space-to-depth stem (cheaper full-resolution layers)
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    sampler: str = "ddim"             # ddim | ddpm: the sampler used for evaluation
-    sample_steps: int = 50            # its number of network evaluations
-    ddim_eta: float = 0.0
-    spacing: str = "trailing"         # leading | trailing timesteps for DDIM
-    learn_sigma: bool = False         # learn the reverse variance (Nichol and Dhariwal 2021, eq. 15)
-    hybrid_lambda: float = 0.001      # L_hybrid = L_simple + lambda L_vlb (with learn_sigma)
-    clip_denoised: bool = False       # clip the predicted x_0 to [-1, 1] inside log_prob's bound
+    timesteps: int = hp(1000, minimum=2)
+    schedule: str = hp("linear", enum=["linear", "cosine"])  # linear | cosine
+    beta_start: float = hp(1e-4, exclusive_minimum=0)
+    beta_end: float = hp(0.02, exclusive_minimum=0, maximum=1)
+    width: int = hp(32, minimum=4)  # UNet channels at full resolution
+    mults: list[int] = hp([1, 2, 2], min_items=1, items={"minimum": 1})
+    res_blocks: int = hp(1, minimum=1)
+    attn_levels: list[int] = hp([2], items={"minimum": 0})
+    dropout: float = hp(0.0, minimum=0, maximum=1)
+    patch: int = hp(1, minimum=1)  # > 1: space-to-depth stem (cheaper full-resolution layers)
+    lr: float = hp(1e-3, exclusive_minimum=0)
+    warmup_steps: int = hp(100, minimum=0)
+    grad_clip: float = hp(1.0, minimum=0)
+    ema_decay: float = hp(0.999, minimum=0, maximum=1)
+    sampler: str = hp("ddim", enum=["ddim", "ddpm"])  # ddim | ddpm: the sampler used for evaluation
+    sample_steps: int = hp(50, minimum=1)  # its number of network evaluations
+    ddim_eta: float = hp(0.0, minimum=0)
+    spacing: str = hp("trailing", enum=["leading", "trailing"])  # leading | trailing timesteps for DDIM
+    learn_sigma: bool = hp(False, doc="learn the reverse variance (Nichol and Dhariwal 2021, eq. 15)")
+    hybrid_lambda: float = hp(0.001, minimum=0, doc="L_hybrid = L_simple + lambda L_vlb (with learn_sigma)")
+    clip_denoised: bool = hp(False, doc="clip the predicted x_0 to [-1, 1] inside log_prob's bound")
 
     def __post_init__(self):
         if not 1 <= self.sample_steps <= self.timesteps:
@@ -86,6 +88,8 @@ class DDPM(GenerativeModel):
     """DDPM with an epsilon-predicting UNet (and a variance-predicting one with learn_sigma).
     Args: cfg (DDPMConfig or IDDPMConfig), shape (C, H, W)."""
 
+    family = "diffusion"
+    samplers = ("ddpm", "ddim")
     likelihood = "bound"
     likelihood_note = "variational bound"
 
@@ -220,16 +224,16 @@ class DDPM(GenerativeModel):
         sched = self.make_scheduler(sampler, steps)
         device = next(net.parameters()).device
         x = torch.randn(n, *self.shape, generator=generator, device=device)      # x_T, (n, C, H, W)
-        chain = {}
-        for t in sched.timesteps:
-            out = net(x, torch.full((n,), int(t), device=device, dtype=torch.long)).float()
-            eps, v = self.split_output(out)                # v: the learned variance's interpolation, or None
-            x_prev, x0 = sched.step(eps, t, x, generator, model_var_values=v)  # DDIM ignores v
-            if int(t) in chain_at:  # the noisy input x_t and the network's guess of x_0 from it
-                chain[int(t)] = ((x.clamp(-1, 1) + 1) / 2, (x0 + 1) / 2)
-            x = x_prev
+
+        def denoise(x_t, t):  # eps and v (the learned variance's interpolation, or None) from one pass
+            return self.split_output(net(x_t, timestep_batch(t, n, device)).float())
+
+        x, chain = reverse_process(denoise, sched, x, generator, chain_at)
         out = ((x + 1) / 2).clamp(0, 1)
-        return (out, chain) if chain_at else out
+        if not chain_at:
+            return out
+        # the noisy input x_t and the network's guess of x_0 from it, in [0, 1]
+        return out, {t: ((x_t.clamp(-1, 1) + 1) / 2, (x0 + 1) / 2) for t, (x_t, x0) in chain.items()}
 
 
 def normal_kl(mean1, log_var1, mean2, log_var2):

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import hp
 from .likelihood import bits_per_dim, dequantize, discrete_log_prob
 from .base import GenerativeModel, warmup_cosine
 
@@ -43,17 +44,18 @@ LOG_2PI = math.log(2 * math.pi)
 
 @dataclass
 class FlowConfig:
-    levels: int = 2              # multi-scale levels; H and W must be divisible by 2**levels
-    steps: int = 4               # flow steps (actnorm, 1x1 conv, affine coupling) per level
-    width: int = 64              # hidden channels of each coupling network
-    blocks: int = 1              # residual blocks in each coupling network
-    scale_clamp: float = 2.0     # soft bound on |log s| of the couplings: clamp * tanh(raw / clamp)
-    preprocess: str = "logit"    # logit | affine (s = y - 1/2)
-    alpha: float = 0.05          # logit(alpha + (1 - 2 alpha) y) keeps the logit finite
-    temperature: float = 1.0     # default sampling temperature: z ~ N(0, T^2 I)
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    grad_clip: float = 100.0     # 0 disables; bits/dim gradients norm ~10-60, so this cuts rare spikes only
+    levels: int = hp(2, minimum=1)  # multi-scale levels; H and W must be divisible by 2**levels
+    steps: int = hp(4, minimum=1)  # flow steps (actnorm, 1x1 conv, affine coupling) per level
+    width: int = hp(64, minimum=1)  # hidden channels of each coupling network
+    blocks: int = hp(1, minimum=1)  # residual blocks in each coupling network
+    # soft bound on |log s| of the couplings: clamp * tanh(raw / clamp)
+    scale_clamp: float = hp(2.0, exclusive_minimum=0)
+    preprocess: str = hp("logit", enum=["logit", "affine"])  # logit | affine (s = y - 1/2)
+    alpha: float = hp(0.05, minimum=0, exclusive_maximum=0.5)  # logit(alpha + (1 - 2 alpha) y) keeps the logit finite
+    temperature: float = hp(1.0, exclusive_minimum=0)  # default sampling temperature: z ~ N(0, T^2 I)
+    lr: float = hp(1e-3, exclusive_minimum=0)
+    warmup_steps: int = hp(100, minimum=0)
+    grad_clip: float = hp(100.0, minimum=0)  # 0 disables; bits/dim gradients norm ~10-60, so this cuts rare spikes only
 
     def __post_init__(self):
         if self.preprocess not in ("logit", "affine"):
@@ -201,6 +203,7 @@ class Flow(GenerativeModel):
         shape: (C, H, W), H and W divisible by 2**cfg.levels (4 for the default two levels).
     """
 
+    family = "flow"
     likelihood = "bound"
     likelihood_note = "dequantised density"
 

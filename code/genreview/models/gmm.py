@@ -19,19 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..hparams import hp
 from .classical import (LOG_2PI, PRIOR_MEAN, PRIOR_VAR, Classical, blas_threads, gauss_log_density, gauss_sample,
                         subsample)
 
 
 @dataclass
 class GMMConfig:
-    components: int = 32         # mixture components K
-    pca_dim: int = 64            # principal components d kept (the rest get an isotropic Gaussian)
-    covariance: str = "full"     # covariance of each component: "full" or "diag"
-    max_iter: int = 100          # EM iterations at most
-    tol: float = 1e-3            # EM stops when the mean log-likelihood gains less than this
-    reg_covar: float = 1e-6      # added to the covariance diagonals
-    train_images: int = 20000    # images fitted on (a seeded random subset); 0 = all
+    components: int = hp(32, minimum=1)  # mixture components K
+    pca_dim: int = hp(64, minimum=1)  # principal components d kept (the rest get an isotropic Gaussian)
+    covariance: str = hp("full", enum=["full", "diag"])  # covariance of each component: "full" or "diag"
+    max_iter: int = hp(100, minimum=1)  # EM iterations at most
+    tol: float = hp(1e-3, exclusive_minimum=0)  # EM stops when the mean log-likelihood gains less than this
+    reg_covar: float = hp(1e-6, exclusive_minimum=0)  # added to the covariance diagonals
+    train_images: int = hp(20000, minimum=0, doc="images fitted on (a seeded random subset); 0 = all")
 
 
 

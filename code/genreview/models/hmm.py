@@ -14,17 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..hparams import hp
 from .classical import (PRIOR_MEAN, PRIOR_VAR, Classical, blas_threads, gauss_log_density, gauss_sample,
                         subsample)
 
 
 @dataclass
 class HMMConfig:
-    states: int = 32             # hidden states S
-    covariance_type: str = "diag"  # covariance of each state's row emission: "diag" or "full"
-    n_iter: int = 20             # EM (Baum-Welch) iterations at most
-    tol: float = 1e-2            # EM stops when the total log-likelihood gains less than this
-    train_images: int = 10000    # images fitted on (a seeded random subset); 0 = all
+    states: int = hp(32, minimum=1)  # hidden states S
+    # covariance of each state's row emission: "diag" or "full"
+    covariance_type: str = hp("diag", enum=["diag", "full"])
+    n_iter: int = hp(20, minimum=1)  # EM (Baum-Welch) iterations at most
+    tol: float = hp(1e-2, exclusive_minimum=0)  # EM stops when the total log-likelihood gains less than this
+    train_images: int = hp(10000, minimum=0, doc="images fitted on (a seeded random subset); 0 = all")
 
 
 

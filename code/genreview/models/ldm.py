@@ -31,49 +31,53 @@ There is no likelihood: the decoder is deterministic, so the model puts no densi
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion.samplers import make_scheduler
+from ..diffusion.sampling import reverse_process, timestep_batch
 from ..diffusion.schedule import NoiseSchedule, make_betas
 from ..diffusion.unet import UNet
+from ..hparams import hp
 from .base import EMA, GenerativeModel, warmup_cosine
 
 
 @dataclass
 class LatentDiffusionConfig:
     # stage 1: the autoencoder
-    latent_channels: int = 4          # c of the (c, H/4, W/4) latent
-    ae_width: int = 16                # autoencoder channels at full resolution (doubled at H/2 and H/4)
-    recon_loss: str = "bce"           # bce | l1, per pixel, summed per image (bce: lower MSE in a few hundred steps)
-    kl_weight: float = 1e-6           # weight of KL(q(z|x) || N(0, I)) against the reconstruction loss
-    ae_lr: float = 5e-3
-    ae_fraction: float = 0.25         # share of the training steps spent on the autoencoder
+    latent_channels: int = hp(4, minimum=1)  # c of the (c, H/4, W/4) latent
+    ae_width: int = hp(16, minimum=4, doc="autoencoder channels at full resolution (doubled at H/2 and H/4)")
+    # bce | l1, per pixel, summed per image (bce: lower MSE in a few hundred steps)
+    recon_loss: str = hp("bce", enum=["bce", "l1"])
+    kl_weight: float = hp(1e-6, minimum=0)  # weight of KL(q(z|x) || N(0, I)) against the reconstruction loss
+    ae_lr: float = hp(5e-3, exclusive_minimum=0)
+    ae_fraction: float = hp(0.25, exclusive_minimum=0, exclusive_maximum=1,
+                            doc="share of the training steps spent on the autoencoder")
     # stage 2: the latent denoiser, named as in DDPMConfig
-    timesteps: int = 1000
-    schedule: str = "linear"          # linear | cosine
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    width: int = 64                   # UNet channels at the latent's resolution
-    mults: list = field(default_factory=lambda: [1, 2])
-    res_blocks: int = 1
-    attn_levels: list = field(default_factory=lambda: [1])
-    dropout: float = 0.0
-    lr: float = 1e-3
-    warmup_steps: int = 100           # counted from the start of stage 2
-    grad_clip: float = 1.0            # the denoiser's gradient norm
-    ema_decay: float = 0.999
-    sampler: str = "ddim"             # ddim | ddpm: the sampler used for evaluation
-    sample_steps: int = 50
-    ddim_eta: float = 0.0
-    spacing: str = "trailing"         # leading | trailing timesteps for DDIM
+    timesteps: int = hp(1000, minimum=2)
+    schedule: str = hp("linear", enum=["linear", "cosine"])  # linear | cosine
+    beta_start: float = hp(1e-4, exclusive_minimum=0)
+    beta_end: float = hp(0.02, exclusive_minimum=0, maximum=1)
+    width: int = hp(64, minimum=4)  # UNet channels at the latent's resolution
+    mults: list[int] = hp([1, 2], min_items=1, items={"minimum": 1})
+    res_blocks: int = hp(1, minimum=1)
+    attn_levels: list[int] = hp([1], items={"minimum": 0})
+    dropout: float = hp(0.0, minimum=0, maximum=1)
+    lr: float = hp(1e-3, exclusive_minimum=0)
+    warmup_steps: int = hp(100, minimum=0)  # counted from the start of stage 2
+    grad_clip: float = hp(1.0, minimum=0)  # the denoiser's gradient norm
+    ema_decay: float = hp(0.999, minimum=0, maximum=1)
+    sampler: str = hp("ddim", enum=["ddim", "ddpm"])  # ddim | ddpm: the sampler used for evaluation
+    sample_steps: int = hp(50, minimum=1)
+    ddim_eta: float = hp(0.0, minimum=0)
+    spacing: str = hp("trailing", enum=["leading", "trailing"])  # leading | trailing timesteps for DDIM
     # class conditioning and classifier-free guidance
-    num_classes: int = 0              # 0 = unconditional
-    cond_drop: float = 0.1            # probability that a training label is replaced by the null label
-    guidance: float = 1.0             # default guidance weight w (ignored by an unconditional model)
+    num_classes: int = hp(0, minimum=0, doc="0 = unconditional")
+    cond_drop: float = hp(0.1, minimum=0, maximum=1)  # probability that a training label is replaced by the null label
+    guidance: float = hp(1.0, minimum=0, doc="default guidance weight w (ignored by an unconditional model)")
 
     def __post_init__(self):
         if not 1 <= self.sample_steps <= self.timesteps:
@@ -166,6 +170,8 @@ class LatentDiffusion(GenerativeModel):
     Args: cfg (LatentDiffusionConfig or GuidedLatentDiffusionConfig), shape (C, H, W) with H, W divisible by 4.
     """
 
+    family = "diffusion"
+    samplers = ("ddpm", "ddim")
     likelihood = "none"
     likelihood_note = "none: the decoder is deterministic, so there is no density on pixels"
 
@@ -282,6 +288,10 @@ class LatentDiffusion(GenerativeModel):
         """As DDPM's (None = cfg.sample_steps for cfg.sampler, T for the other one), without clipping z_0."""
         return make_scheduler(self.schedule, self.cfg, sampler, steps, clip_sample=False)
 
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg.num_classes)
+
     def _weight(self, guidance) -> float:
         return 0.0 if not self.cfg.num_classes else float(self.cfg.guidance if guidance is None else guidance)
 
@@ -298,7 +308,7 @@ class LatentDiffusion(GenerativeModel):
 
     def guided_eps(self, net, z, t: int, y, w: float):
         """eps~ = (1 + w) eps(z_t, y) - w eps(z_t, null) from one batched call; eps(z_t, y) when w = 0."""
-        tt = torch.full((len(z),), int(t), device=z.device, dtype=torch.long)
+        tt = timestep_batch(t, len(z), z.device)
         if y is None or w == 0:
             return net(z, tt, y).float()
         null = torch.full_like(y, self.cfg.num_classes)
@@ -324,15 +334,13 @@ class LatentDiffusion(GenerativeModel):
             raise ValueError("labels given to an unconditional latent diffusion model: set num_classes > 0")
         w = self._weight(guidance)
         z = torch.randn(n, *self.latent_shape, generator=generator, device=device)   # z_T, (n, c, h, w)
-        chain = {}
-        for t in sched.timesteps:
-            eps = self.guided_eps(net, z, t, y, w)
-            z_prev, z0 = sched.step(eps, t, z, generator)
-            if int(t) in chain_at:  # the noisy latent and the network's guess of z_0, both decoded
-                chain[int(t)] = (self.to_image(z), self.to_image(z0))
-            z = z_prev
+        z, chain = reverse_process(lambda z_t, t: (self.guided_eps(net, z_t, t, y, w), None), sched, z, generator,
+                                   chain_at)
         out = self.to_image(z)
-        return (out, chain) if chain_at else out
+        if not chain_at:
+            return out
+        # the noisy latent and the network's guess of z_0, both decoded
+        return out, {t: (self.to_image(z_t), self.to_image(z0)) for t, (z_t, z0) in chain.items()}
 
 
 def _delayed(sched: torch.optim.lr_scheduler.LambdaLR, start: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -50,19 +50,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import hp
 from .likelihood import LEVELS, to_levels
 from .base import GenerativeModel
 
 
 @dataclass
 class PixelCNNConfig:
-    layers: int = 8          # gated layers; the first is masked type A (excludes the pixel itself)
-    width: int = 64          # feature maps F of each stack (the gates use 2F)
-    kernel: int = 3          # odd k of layers 2..L: vertical (k//2 + 1) x k, horizontal 1 x (k//2 + 1)
-    first_kernel: int = 7    # odd k0 of layer 1: vertical k0//2 x k0 (rows above), horizontal 1 x k0//2 (left)
-    head: int = 0            # hidden units per channel in the output head; 0 = width
-    lr: float = 1e-3
-    grad_clip: float = 1.0   # 0 disables clipping
+    layers: int = hp(8, minimum=1)  # gated layers; the first is masked type A (excludes the pixel itself)
+    width: int = hp(64, minimum=1)  # feature maps F of each stack (the gates use 2F)
+    kernel: int = hp(3, minimum=2)  # odd k of layers 2..L: vertical (k//2 + 1) x k, horizontal 1 x (k//2 + 1)
+    # odd k0 of layer 1: vertical k0//2 x k0 (rows above), horizontal 1 x k0//2 (left)
+    first_kernel: int = hp(7, minimum=2)
+    head: int = hp(0, minimum=0)  # hidden units per channel in the output head; 0 = width
+    lr: float = hp(1e-3, exclusive_minimum=0)
+    grad_clip: float = hp(1.0, minimum=0)  # 0 disables clipping
 
     def __post_init__(self):
         if self.layers < 1 or self.width < 1:
@@ -170,6 +172,7 @@ class GatedPixelCNN(nn.Module):
 class PixelCNN(GenerativeModel):
     """Gated PixelCNN over 256 levels per pixel and channel. Args: cfg (PixelCNNConfig), shape (C, H, W)."""
 
+    family = "autoregressive"
     likelihood = "exact"
     likelihood_note = "autoregressive"
 

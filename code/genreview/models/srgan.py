@@ -17,22 +17,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
+from ..hparams import hp
 from .base import EMA
 from .translator import PatchDiscriminator, ResBlock, Translator, batched, d_score, gan_loss, scalar_zero
 
 
 @dataclass
 class SuperResolutionConfig:
-    width: int = 32             # generator channels at low resolution
-    res_blocks: int = 4
-    width_d: int = 32
-    gan_mode: str = "vanilla"   # vanilla (Pix2Pix's cross-entropy) | lsgan
-    adv_weight: float = 1.0     # 0: the L1-only baseline, no discriminator step
-    l1_weight: float = 100.0    # Pix2Pix's lambda
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.999
+    width: int = hp(32, minimum=1)  # generator channels at low resolution
+    res_blocks: int = hp(4, minimum=0)
+    width_d: int = hp(32, minimum=1)
+    gan_mode: str = hp("vanilla", enum=["vanilla", "lsgan"])  # vanilla (Pix2Pix's cross-entropy) | lsgan
+    adv_weight: float = hp(1.0, minimum=0, doc="0: the L1-only baseline, no discriminator step")
+    l1_weight: float = hp(100.0, minimum=0)  # Pix2Pix's lambda
+    lr: float = hp(2e-4, exclusive_minimum=0)
+    beta1: float = hp(0.5, minimum=0, maximum=1)
+    beta2: float = hp(0.999, minimum=0, maximum=1)
+    ema_decay: float = hp(0.999, minimum=0, maximum=1)
 
     def __post_init__(self):
         if self.gan_mode not in ("vanilla", "lsgan"):
@@ -74,6 +75,8 @@ def upsample(low: torch.Tensor) -> torch.Tensor:
 
 class SuperResolutionGAN(Translator):
     """2x super-resolution, Pix2Pix-style. Args: cfg (SuperResolutionConfig), shape (C, H, W), H and W even."""
+
+    translator = "super_resolution"   # upscale: (B, C, H/2, W/2) -> (B, C, H, W)
 
     def __init__(self, cfg: SuperResolutionConfig, shape):
         super().__init__(cfg, shape)

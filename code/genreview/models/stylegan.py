@@ -29,67 +29,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import hp
 from .base import EMA, GenerativeModel
-
-SQRT2 = math.sqrt(2)
+from .stylegan_layers import SQRT2, EqualConv2d, EqualLinear, conv, lrelu
 
 
 @dataclass
 class StyleGANConfig:
-    z_dim: int = 64
-    w_dim: int = 64
-    mapping_layers: int = 4
-    mapping_lr_mul: float = 0.01  # the mapping network learns 100x slower (StyleGAN's setting)
-    width_g: int = 32        # synthesis channels: 2x this at H/4 and H/2, 1x at H
-    width_d: int = 16        # discriminator channels at H; doubled at each halving
-    lr_g: float = 2e-3
-    lr_d: float = 2e-3
-    beta1: float = 0.0
-    beta2: float = 0.99
-    r1_gamma: float = 0.1    # weight of the R1 penalty on real images (0 turns it off)
-    r1_every: int = 16       # lazy regularisation: R1 on every this many steps, scaled by it
-    mixing_prob: float = 0.9  # chance that a training batch mixes the styles of two z's
-    w_avg_beta: float = 0.995  # decay of the running mean of w
-    truncation: float = 1.0  # psi used by sample() and generate(); 1 = no truncation
-    ema_decay: float = 0.998  # 0 samples from the raw generator
-
-
-def lrelu(x):
-    return F.leaky_relu(x, 0.2) * SQRT2  # gain sqrt(2) keeps the variance, as in StyleGAN2
-
-
-def conv(x, weight, up: bool = False):  # (B, cin, H, W), (cout, cin, k, k) -> (B, cout, H', W')
-    if up:  # 4x4 transposed convolution, stride 2: H' = 2H; each output sees 4 of the 16 taps, hence x2
-        return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=1) * 2
-    if weight.shape[-1] == 1:  # a 1x1 convolution as a matmul: on a CPU much faster for few channels
-        return (weight.flatten(1) @ x.flatten(2)).view(len(x), -1, *x.shape[2:])
-    return F.conv2d(x, weight, padding=weight.shape[-1] // 2)
-
-
-class EqualLinear(nn.Module):
-    """Linear layer with equalised learning rate: N(0, 1) weights scaled by lr_mul / sqrt(fan_in)."""
-
-    def __init__(self, cin: int, cout: int, bias_init: float = 0.0, lr_mul: float = 1.0, act: bool = False):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(cout, cin) / lr_mul)
-        self.bias = nn.Parameter(torch.full((cout,), float(bias_init)))
-        self.gain, self.lr_mul, self.act = lr_mul / math.sqrt(cin), lr_mul, act
-
-    def forward(self, x):  # (B, cin) -> (B, cout)
-        x = F.linear(x, self.weight * self.gain, self.bias * self.lr_mul)
-        return lrelu(x) if self.act else x
-
-
-class EqualConv2d(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int, bias: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
-        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
-        self.gain = 1 / math.sqrt(cin * k * k)
-
-    def forward(self, x):
-        x = conv(x, self.weight * self.gain)
-        return x if self.bias is None else x + self.bias[None, :, None, None]
+    z_dim: int = hp(64, minimum=1)
+    w_dim: int = hp(64, minimum=1)
+    mapping_layers: int = hp(4, minimum=1)
+    mapping_lr_mul: float = hp(0.01, exclusive_minimum=0)  # the mapping network learns 100x slower (StyleGAN's setting)
+    width_g: int = hp(32, minimum=1)  # synthesis channels: 2x this at H/4 and H/2, 1x at H
+    width_d: int = hp(16, minimum=1)  # discriminator channels at H; doubled at each halving
+    lr_g: float = hp(2e-3, exclusive_minimum=0)
+    lr_d: float = hp(2e-3, exclusive_minimum=0)
+    beta1: float = hp(0.0, minimum=0, maximum=1)
+    beta2: float = hp(0.99, minimum=0, maximum=1)
+    r1_gamma: float = hp(0.1, minimum=0)  # weight of the R1 penalty on real images (0 turns it off)
+    r1_every: int = hp(16, minimum=1)  # lazy regularisation: R1 on every this many steps, scaled by it
+    mixing_prob: float = hp(0.9, minimum=0, maximum=1)  # chance that a training batch mixes the styles of two z's
+    w_avg_beta: float = hp(0.995, minimum=0, maximum=1)  # decay of the running mean of w
+    truncation: float = hp(1.0, minimum=0, maximum=1)  # psi used by sample() and generate(); 1 = no truncation
+    ema_decay: float = hp(0.998, minimum=0, maximum=1)  # 0 samples from the raw generator
 
 
 class ModulatedConv2d(nn.Module):
@@ -255,10 +217,13 @@ class Discriminator(nn.Module):
         self.fc = EqualLinear(4 * width * (h // 4) * (w // 4), 4 * width, act=True)
         self.out = EqualLinear(4 * width, 1)
 
-    def forward(self, x):  # (B, C, H, W) in [-1, 1] -> (B,)
+    def features(self, x):  # (B, C, H, W) in [-1, 1] -> the input of the last layer, (B, 4w)
         x = self.blocks(lrelu(self.from_rgb(x)))                          # (B, 4w, H/4, W/4)
         x = lrelu(self.conv(minibatch_stddev(x)))
-        return self.out(self.fc(x.flatten(1))).squeeze(1)
+        return self.fc(x.flatten(1))
+
+    def forward(self, x):  # (B, C, H, W) in [-1, 1] -> (B,)
+        return self.out(self.features(x)).squeeze(1)
 
 
 def r1_penalty(logits, x):
@@ -270,6 +235,10 @@ def r1_penalty(logits, x):
 class StyleGAN(GenerativeModel):
     """StyleGAN. Args: cfg (StyleGANConfig), shape (C, H, W) with H and W divisible by 4."""
 
+    family = "gan"
+    latent_sampling = "generator"  # generate and differentiable_generate on z (B, z_dim)
+    style_mixing = True               # style_mix, truncation_sweep, and a truncation psi for sampling
+    probe_features = "discriminator"  # features: D's input to its last linear layer
     likelihood = "none"
     d_output = "probability"  # "d_real"/"d_fake": D's mean probability on each
 
@@ -376,6 +345,20 @@ class StyleGAN(GenerativeModel):
     def generate(self, z, truncation: float | None = None):
         """(B, z_dim) -> images in [0, 1], a deterministic function of z (the fixed noise maps)."""
         return self.synthesis(self.sampling_network().broadcast(self.mapping(z, truncation)))
+
+    def differentiable_generate(self, z):
+        """`generate`'s images (psi = cfg.truncation, fixed noise), differentiable in z (GAN inversion);
+        leaves the sampling network in eval mode."""
+        net = self.sampling_network().eval()
+        ws = net.broadcast(net.truncate(net.mapping(z), self.cfg.truncation))   # (B, num_layers, w_dim)
+        return self._to_unit(net.synthesis(ws, "const"))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.z_dim
+
+    def features(self, x):  # (B, C, H, W) in [0, 1] -> (B, 4w); the minibatch stddev mixes each image's group
+        return self.D.features(x * 2 - 1)
 
     @torch.no_grad()
     def sample(self, n, generator=None, truncation: float | None = None):

@@ -2,7 +2,7 @@
 discriminator, the GAN losses, and the base class of a translator.
 
 Both map an image to an image instead of noise to an image, so neither draws unconditional
-samples: `sample` raises, `translator = True` tells the pipeline to score them with
+samples: `sample` raises, `translator` ("unpaired" or "super_resolution") tells the pipeline to score them with
 `genreview.evaluation.translation` instead of the sampling protocol, and `progress_grid` gives the
 trainer's progress pictures (input, output pairs from a fixed set of training images).
 """
@@ -74,13 +74,16 @@ def batched(net: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
 
 
 class Translator(GenerativeModel):
+    """Base of the image-to-image families; each names its task in `translator` ("unpaired",
+    "super_resolution"), which `genreview.evaluation.translation` scores."""
+
+    family = "translation"
     likelihood = "none"
-    translator = True   # evaluated by genreview.evaluation.translation, not by sampling
 
     def sample(self, n, generator=None, **options):
         raise NotImplementedError(
             f"{type(self).__name__} translates images and has no unconditional samples; evaluate it with "
-            f"genreview.evaluation.translation.evaluate_translation (it sets translator = True)")
+            f"genreview.evaluation.translation.evaluate_translation (its `translator` is set)")
 
 
 # ---------------------------------------------------------------------------- CycleGAN

@@ -22,17 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import hp
 from .likelihood import dequantize, discrete_log_prob
 from .base import GenerativeModel
 
 
 @dataclass
 class VAEConfig:
-    latent_dim: int = 16     # size of z
-    width: int = 32          # channels of the first conv layer (doubled once)
-    beta: float = 1.0        # weight of the KL term (1 = the ELBO)
-    lr: float = 1e-3
-    grad_clip: float = 0.0   # 0 disables clipping
+    latent_dim: int = hp(16, minimum=1)  # size of z
+    width: int = hp(32, minimum=1)  # channels of the first conv layer (doubled once)
+    beta: float = hp(1.0, minimum=0)  # weight of the KL term (1 = the ELBO)
+    lr: float = hp(1e-3, exclusive_minimum=0)
+    grad_clip: float = hp(0.0, minimum=0)  # 0 disables clipping
 
 
 class Encoder(nn.Module):
@@ -66,6 +67,9 @@ class Decoder(nn.Module):
 class VAE(GenerativeModel):
     """Convolutional VAE. Args: cfg (VAEConfig), shape (C, H, W) with H and W divisible by 4."""
 
+    family = "vae"
+    latent_sampling = "encoder"  # encode, decode, reconstruct, elbo
+    probe_features = "encoder"   # features: the mean of q(z|x)
     likelihood = "bound"
     likelihood_note = "importance-weighted bound"
 
@@ -75,8 +79,15 @@ class VAE(GenerativeModel):
         self.encoder = Encoder(c, h, w, cfg.width, cfg.latent_dim)
         self.decoder = Decoder(c, h, w, cfg.width, cfg.latent_dim)
 
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.latent_dim
+
     def encode(self, x):
         return self.encoder(x)
+
+    def features(self, x):  # (B, C, H, W) in [0, 1] -> the mean of q(z|x), (B, latent_dim)
+        return self.encode(x)[0]
 
     def decode(self, z):  # (B, latent) -> mean image in [0, 1]
         return torch.sigmoid(self.decoder(z).float())

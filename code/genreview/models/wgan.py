@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..hparams import hp
 from .dcgan import DCGAN, DCGANConfig
 
 
 @dataclass
 class CriticGANConfig(DCGANConfig):
-    n_critic: int = 5          # critic steps per generator step: G steps on every n_critic-th train_step
+    n_critic: int = hp(5, minimum=1, doc="critic steps per generator step: G steps on every n_critic-th train_step")
 
 
 class CriticGAN(DCGAN):
@@ -52,7 +53,7 @@ class CriticGAN(DCGAN):
 class WGANConfig(CriticGANConfig):
     lr_g: float = 5e-5         # RMSprop for both players (beta1 and beta2 are not used)
     lr_d: float = 5e-5
-    clip: float = 0.01         # c: every critic parameter is clipped to [-c, c]
+    clip: float = hp(0.01, exclusive_minimum=0, doc="c: every critic parameter is clipped to [-c, c]")
     n_critic: int = 5
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..hparams import hp
 from .dcgan import Discriminator
 
 from .wgan import CriticGANConfig, WGAN
@@ -19,8 +20,9 @@ class WGANGPConfig(CriticGANConfig):
     lr_d: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.9
-    gp_weight: float = 10.0    # lambda
-    critic_norm: str = "layer"  # layer (GroupNorm(1, C)) | none: the penalty is per sample, so no batch norm
+    gp_weight: float = hp(10.0, minimum=0)  # lambda
+    # layer (GroupNorm(1, C)) | none: the penalty is per sample, so no batch norm
+    critic_norm: str = hp("layer", enum=["layer", "none"])
     n_critic: int = 5
 
 

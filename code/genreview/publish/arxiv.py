@@ -6,7 +6,7 @@ figure and table the paper reads is copied in and its path rewritten:
 
     main.tex           \\pdfoutput=1 first (arXiv then uses pdflatex), \\graphicspath{{figures/}}
     main.bbl           the bibliography as bibtex wrote it for this build
-    sections/*.tex     as rendered; \\input{../../tables/x} becomes \\input{tables/x}
+    sections/*.tex     as rendered; \\input{../../../tables/<tag>/x} becomes \\input{tables/x}
     figures/*.pdf      every \\includegraphics the paper uses (and no other)
     tables/*.tex       every table \\input from outside the rendered folder
 
@@ -106,9 +106,8 @@ class _Tarball:
                 rel = f.resolve().relative_to(self.dir.resolve()).as_posix()
                 self.tex(f, rel)
                 return m.group(0)
-            folder = f.parent.name if f.parent.name not in ("", ".", "..") else TABLES
-            self.tex(f, f"{folder}/{f.name}")
-            new = f"{folder}/{f.stem}" if not ref.endswith(".tex") else f"{folder}/{f.name}"
+            self.tex(f, f"{TABLES}/{f.name}")  # a table (from tables/<tag>/): into tables/ of the tarball
+            new = f"{TABLES}/{f.stem}" if not ref.endswith(".tex") else f"{TABLES}/{f.name}"
             return m.group(1) + new + m.group(3)
 
         def graphics(m: re.Match) -> str:

@@ -11,21 +11,19 @@ that tests it); the rules below turn the summary's numbers into a verdict:
   models), never counted as evidence either way.
 
 Each verdict carries its evidence as the paper prints it: the numbers, the models and the seed
-counts. `write_claims` stores every verdict in results/<profile>/claims.json and writes the ledger
-table and the family comparison table (the source material's qualitative table, each cell
-measured) for the paper.
+counts. `tables.claims.write_claims` stores every verdict in results/<profile>/claims.json and writes the
+ledger table and the family comparison table for the paper.
 """
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import yaml
 
-from . import report as R
-from ..files import atomic_path
-from ..utils import load_json, save_json
+from .formatting import fmt, pm, times
+from .verdicts import (EQUILIBRIUM_TOL, METRIC_INFO, SMALL_LOSS, dynamics_study, equilibrium, probe_metric,
+                       sampler_study, sensitivity_verdict, stability_verdict)
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",
@@ -91,7 +89,7 @@ def _unconditional(summary: dict) -> list[str]:
 def quantity(summary: dict, model: str, q: str) -> dict | None:
     """One model's measured `q` as a seed stat, or None when this build has no such number."""
     if q.startswith("probe:"):
-        return R.probe_metric(summary, model, q.split(":", 1)[1])
+        return probe_metric(summary, model, q.split(":", 1)[1])
     if q.startswith("translation:"):
         t = summary.get("translation", {}).get(model, {}).get("translation", {}).get(q.split(":", 1)[1])
         return t if t and t.get("mean") is not None else None
@@ -108,11 +106,11 @@ def quantity(summary: dict, model: str, q: str) -> dict | None:
 def lower_is_better(q: str) -> bool:
     if q in QUANTITIES:
         return QUANTITIES[q][1]
-    return R.METRIC_INFO.get(q, (q, True))[1]
+    return METRIC_INFO.get(q, (q, True))[1]
 
 
 def label(q: str) -> str:
-    return QUANTITIES.get(q, R.METRIC_INFO.get(q, (q.split(":")[-1],)))[0]
+    return QUANTITIES.get(q, METRIC_INFO.get(q, (q.split(":")[-1],)))[0]
 
 
 def family_members(summary: dict, family: str) -> list[str]:
@@ -181,8 +179,8 @@ def rule_compare(summary, c, margin):
     lower = qa["mean"] < qb["mean"]
     verdict = _gap_verdict(lower == (c["expect"] == "lower"), abs(qa["mean"] - qb["mean"]), qa, qb, margin)
     scale, unit = (1e-6, "M") if q == "params" else (1.0, "")
-    ev = (f"{label(q)} {R.pm(qa, scale=scale)}{unit} ({_display(summary, a)}, {_seeds(qa)}) vs.\\ "
-          f"{R.pm(qb, scale=scale)}{unit} ({_display(summary, b)}, {_seeds(qb)})")
+    ev = (f"{label(q)} {pm(qa, scale=scale)}{unit} ({_display(summary, a)}, {_seeds(qa)}) vs.\\ "
+          f"{pm(qb, scale=scale)}{unit} ({_display(summary, b)}, {_seeds(qb)})")
     return verdict, ev, {"a": a, "b": b, "a_value": qa, "b_value": qb}
 
 
@@ -196,7 +194,7 @@ def rule_threshold(summary, c, margin):
     ref = {"mean": v, "std": 0.0, "n": qa["n"]}
     verdict = _gap_verdict(below == (c["expect"] == "below"), abs(qa["mean"] - v), qa, ref, margin)
     what = c.get("value_label")
-    ev = (f"{label(q)} {R.pm(qa)} ({_display(summary, a)}, {_seeds(qa)}) against {R.fmt(v)}"
+    ev = (f"{label(q)} {pm(qa)} ({_display(summary, a)}, {_seeds(qa)}) against {fmt(v)}"
           + (f" ({what})" if what else ""))
     return verdict, ev, {"a": a, "a_value": qa, "value": v}
 
@@ -208,27 +206,27 @@ def _one_way(claimed: bool, reverse: bool) -> str:
 
 
 def rule_stability(summary, c, margin):
-    """Claim: `a` is less stable than `b` in the short-run study (report.stability_verdict)."""
-    fwd, back = R.stability_verdict(summary, c["a"], c["b"]), R.stability_verdict(summary, c["b"], c["a"])
+    """Claim: `a` is less stable than `b` in the short-run study (verdicts.stability_verdict)."""
+    fwd, back = stability_verdict(summary, c["a"], c["b"]), stability_verdict(summary, c["b"], c["a"])
     if not fwd:
         return "not measured", f"needs the training-dynamics study of {_tx(c['a'])} and {_tx(c['b'])}", {}
     verdict = _one_way(fwd["less_stable"], back["less_stable"])
 
     def one(d, name):
-        cv = R.fmt(d["cv"], 2) if d["cv"] is not None else "n/a"
+        cv = fmt(d["cv"], 2) if d["cv"] is not None else "n/a"
         return f"{_display(summary, name)} {d['n_failed']}/{d['n_runs']} runs failed, seed CV of FD {cv}"
     ev = f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['fd']['n']} seeds, {fwd['a']['steps']} steps)"
     return verdict, ev, {"less_stable": fwd["less_stable"], "reverse": back["less_stable"]}
 
 
 def rule_sensitivity(summary, c, margin):
-    fwd, back = R.sensitivity_verdict(summary, c["a"], c["b"]), R.sensitivity_verdict(summary, c["b"], c["a"])
+    fwd, back = sensitivity_verdict(summary, c["a"], c["b"]), sensitivity_verdict(summary, c["b"], c["a"])
     if not fwd:
         return "not measured", f"needs hyperparameter draws of {_tx(c['a'])} and {_tx(c['b'])}", {}
     verdict = _one_way(fwd["more_sensitive"], back["more_sensitive"])
 
     def one(d, name):
-        rng = R.fmt(d["draw_range"], 2) if d["draw_range"] is not None else "n/a"
+        rng = fmt(d["draw_range"], 2) if d["draw_range"] is not None else "n/a"
         return f"{_display(summary, name)} {d['n_draws_failed']}/{len(d['draws'])} draws failed, FD range {rng}"
     return verdict, f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} (relative to the median)", {}
 
@@ -283,17 +281,17 @@ def rule_no_divergence(summary, c, margin):
 
 
 def rule_equilibrium(summary, c, margin):
-    e = R.equilibrium(summary, c["a"])
+    e = equilibrium(summary, c["a"])
     if not e:
         return "not measured", f"needs {_tx(c['a'])}'s discriminator outputs", {}
-    ev = (f"{_display(summary, c['a'])}'s D ends at {R.fmt(e['d_real'], 2)} on real and {R.fmt(e['d_fake'], 2)} "
-          f"on fake images (tolerance {R.fmt(R.EQUILIBRIUM_TOL, 1)})")
+    ev = (f"{_display(summary, c['a'])}'s D ends at {fmt(e['d_real'], 2)} on real and {fmt(e['d_fake'], 2)} "
+          f"on fake images (tolerance {fmt(EQUILIBRIUM_TOL, 1)})")
     return ("supported" if e["at_equilibrium"] else "contradicted"), ev, e
 
 
 def rule_detach(summary, c, margin):
     """Essential = the run without .detach() ends with an FD worse by more than `margin`."""
-    d = (R.dynamics_study(summary, c["a"]) or {}).get("detach")
+    d = (dynamics_study(summary, c["a"]) or {}).get("detach")
     if not d:
         return "not measured", f"needs the detach ablation of {_tx(c['a'])}", {}
     fw, fo = d["with"].get("fd"), d["without"].get("fd")
@@ -302,21 +300,21 @@ def rule_detach(summary, c, margin):
     worse = fo > fw
     counts = abs(fo - fw) > margin * max(fw, fo)
     verdict = "supported" if worse and counts else "contradicted" if not counts or not worse else "inconclusive"
-    ev = (f"FD {R.fmt(fo)} without vs.\\ {R.fmt(fw)} with (one seed, {d['with'].get('steps', '')} steps); "
-          f"a step costs {R.times(d['time_ratio'])} as much")
+    ev = (f"FD {fmt(fo)} without vs.\\ {fmt(fw)} with (one seed, {d['with'].get('steps', '')} steps); "
+          f"a step costs {times(d['time_ratio'])} as much")
     return verdict, ev, {"fd_with": fw, "fd_without": fo, "time_ratio": d["time_ratio"]}
 
 
 def rule_ddim(summary, c, margin):
-    st = R.sampler_study(summary, c["a"])
+    st = sampler_study(summary, c["a"])
     if not st:
         return "not measured", f"needs the sampler sweep of {_tx(c['a'])}", {}
     ref, fast = st["ref"], st["fastest"]
     if fast is None:
-        return ("contradicted", f"no DDIM step count stays within {R.fmt((R.SMALL_LOSS - 1) * 100)}\\% of the best FD "
-                f"({R.fmt(ref['fd']['mean'])} at {ref['steps']} steps)", {})
-    ev = (f"DDIM at {fast['steps']} steps: FD {R.fmt(fast['fd']['mean'])} vs.\\ {R.fmt(ref['fd']['mean'])} at "
-          f"{ref['steps']} steps, {R.times(st['speedup'])} faster ({_seeds(fast['fd'])})")
+        return ("contradicted", f"no DDIM step count stays within {fmt((SMALL_LOSS - 1) * 100)}\\% of the best FD "
+                f"({fmt(ref['fd']['mean'])} at {ref['steps']} steps)", {})
+    ev = (f"DDIM at {fast['steps']} steps: FD {fmt(fast['fd']['mean'])} vs.\\ {fmt(ref['fd']['mean'])} at "
+          f"{ref['steps']} steps, {times(st['speedup'])} faster ({_seeds(fast['fd'])})")
     return ("supported" if st["supported"] else "inconclusive"), ev, {"speedup": st["speedup"]}
 
 
@@ -355,147 +353,3 @@ def _plain(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-# --------------------------------------------------------------------------- the tables
-
-def _cite(sources: dict, ids: list[str]) -> str:
-    return "\\citet{" + ",".join(sources[i]["key"] for i in ids) + "}"
-
-
-def claims_table(result: dict, caption: str) -> str:
-    """The ledger as a LaTeX longtable (booktabs; it may run over pages): claim, source, verdict,
-    evidence, grouped by topic."""
-    lines = ["{\\small", "\\begin{longtable}{@{}p{0.25\\linewidth}p{0.09\\linewidth}p{0.14\\linewidth}"
-             "p{0.43\\linewidth}@{}}",
-             f"\\caption{{{caption}}}\\label{{tab:claims}}\\\\",
-             "\\toprule", "Claim & Source & Verdict & Evidence (this build) \\\\", "\\midrule", "\\endfirsthead",
-             "\\toprule", "Claim & Source & Verdict & Evidence (this build) \\\\", "\\midrule", "\\endhead",
-             "\\bottomrule", "\\endfoot"]
-    topic = None
-    for r in result["claims"]:
-        if r["topic"] != topic:
-            if topic is not None:
-                lines.append("\\addlinespace")
-            topic = r["topic"]
-        cite = "\\citep{" + ",".join(result["sources"][s]["key"] for s in r["sources"]) + "}"
-        word = {"supported": "supported", "contradicted": "\\textbf{contradicted}",
-                "inconclusive": "\\textit{inconclusive}", "not measured": "not measured"}[r["verdict"]]
-        lines.append(f"{r['claim']} & {cite} & {word} & {r['evidence']} \\\\")
-    lines += ["\\end{longtable}", "}"]
-    return "\n".join(lines) + "\n"
-
-
-CAPTION = ("The claims ledger (\\texttt{paper/claims.yaml}): each qualitative claim of the source material, the "
-           "measurement that tests it in this build, and the verdict its rule gives (Section~\\ref{sec:claims}). "
-           "Seed counts are given with every number.")
-
-
-def representative(summary: dict, ledger: dict, family: str) -> str | None:
-    for n in ledger.get("representatives", {}).get(family, []):
-        if n in summary["models"] and summary["models"][n]["n_ok"] > 0:
-            return n
-    return None
-
-
-def comparison_cells(summary: dict, ledger: dict) -> dict:
-    """The source material's qualitative comparison of GANs, VAEs and diffusion models, each cell
-    measured: family -> aspect -> LaTeX text (the numbers behind the adjectives)."""
-    out = {}
-    for fam in ("gan", "vae", "diffusion"):
-        n = representative(summary, ledger, fam)
-        if n is None:
-            continue
-        m = summary["models"][n]
-        q = functools.partial(quantity, summary, n)
-        dyn = R.dynamics_study(summary, n)
-        cells = {"model": m["display"]}
-        if dyn:
-            cv = R.fmt(dyn["cv"], 2) if dyn["cv"] is not None else "n/a"
-            cells["stability"] = f"{dyn['n_failed']}/{dyn['n_runs']} short runs failed; seed CV of FD {cv}"
-            cells["ease"] = (f"{dyn['n_draws_failed']}/{len(dyn['draws'])} random hyperparameter draws failed"
-                             if dyn["draws"] else "n/a")
-        else:
-            div = len(m["diverged"])
-            cells["stability"] = f"{div}/{m['n_seeds']} runs diverged"
-            cells["ease"] = "not in the hyperparameter study"
-        cells["time"] = (f"{R.fmt(q('ms_per_step')['mean'], 2)}\\,ms/step; trained "
-                         f"{R.duration(q('train_seconds')['mean'])}") if q("ms_per_step") else "n/a"
-        sp = q("sample_ms_per_image")
-        cells["resources"] = (f"{R.fmt(q('params')['mean'] / 1e6, 2)}M parameters; "
-                              f"{R.fmt(q('nfe')['mean']) if q('nfe') else 'n/a'} NFE, "
-                              f"{R.fmt(sp['mean'], 2) if sp else 'n/a'}\\,ms/image") if q("params") else "n/a"
-        sh = q("sharpness")
-        floor = summary["reference"]["floor"].get("sharpness")
-        cells["quality"] = f"FD {R.pm(q('fd'))}" + (f"; sharpness {R.fmt(sh['mean'] / floor, 2)}$\\times$ real"
-                                                     if sh and floor else "")
-        cov = m.get("class_coverage")
-        cells["diversity"] = f"recall {R.pm(q('recall'))}" + (
-            f"; {cov['classes_covered']}/{cov['n_classes']} classes" if cov else "")
-        cells["uses"] = _uses(summary, fam, n)
-        out[fam] = cells
-    return out
-
-
-def _uses(summary: dict, fam: str, n: str) -> str:
-    """What this build measured each family doing, beyond unconditional samples."""
-    parts = []
-    if fam == "gan":
-        tr = summary.get("translation", {})
-        if "cyclegan" in tr:
-            t = tr["cyclegan"]["translation"]
-            parts.append(f"CycleGAN: {R.fmt(100 * t['success_ab']['mean'], 2)}\\% / "
-                         f"{R.fmt(100 * t['success_ba']['mean'], 2)}\\% of translations classified as the target")
-        if "srgan" in tr:
-            parts.append(f"super-resolution: PSNR {R.fmt(tr['srgan']['translation']['psnr']['mean'])}\\,dB")
-        if quantity(summary, "cgan", "cond_accuracy"):
-            parts.append(f"class control: accuracy {R.fmt(quantity(summary, 'cgan', 'cond_accuracy')['mean'], 2)}")
-    elif fam == "vae":
-        if quantity(summary, n, "recon_mse"):
-            parts.append(f"reconstruction MSE {R.fmt(quantity(summary, n, 'recon_mse')['mean'], 2)}")
-        if quantity(summary, n, "bpd"):
-            parts.append(f"likelihood bound {R.fmt(quantity(summary, n, 'bpd')['mean'])} bits/dim")
-        if quantity(summary, n, "probe:probe_acc"):
-            parts.append(f"features: linear probe {R.fmt(quantity(summary, n, 'probe:probe_acc')['mean'], 2)}")
-    else:
-        if quantity(summary, n, "bpd"):
-            parts.append(f"likelihood bound {R.fmt(quantity(summary, n, 'bpd')['mean'])} bits/dim")
-        g = next((R.guidance_study(summary, x) for x in summary.get("guidance", {})), None)
-        if g:
-            parts.append(f"guided class accuracy up to {R.fmt(g['best_acc']['cond_accuracy']['mean'], 2)}")
-    return "; ".join(parts) or "n/a"
-
-
-ASPECTS = [("stability", "Training stability"), ("time", "Training time"), ("resources", "Resources"),
-           ("quality", "Image quality"), ("diversity", "Output diversity"), ("ease", "Ease of tuning"),
-           ("uses", "Uses measured here")]
-
-
-def comparison_table(summary: dict, ledger: dict) -> str:
-    cells = comparison_cells(summary, ledger)
-    fams = [f for f in ("gan", "vae", "diffusion") if f in cells]
-    head = {"gan": "GAN", "vae": "VAE", "diffusion": "Diffusion"}
-    w = f"{0.78 / max(len(fams), 1):.2f}"
-    lines = ["\\begin{tabular}{@{}p{0.16\\linewidth}" + f"p{{{w}\\linewidth}}" * len(fams) + "@{}}", "\\toprule",
-             "Aspect & " + " & ".join(f"{head[f]} ({cells[f]['model']})" for f in fams) + " \\\\", "\\midrule"]
-    for key, name in ASPECTS:
-        lines.append(name + " & " + " & ".join(cells[f].get(key, "n/a") for f in fams) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_claims(summary_path: str | Path, ledger_path: str | Path, out: str | Path, tables: str | Path) -> dict:
-    summary = load_json(summary_path)
-    ledger = load_ledger(ledger_path)
-    result = evaluate(summary, ledger)
-    result["comparison"] = comparison_cells(summary, ledger)
-    save_json(result, out)
-    tables = Path(tables)
-    tables.mkdir(parents=True, exist_ok=True)
-    for name, text in (("claims.tex", claims_table(result, CAPTION)),
-                       ("comparison.tex", comparison_table(summary, ledger))):
-        with atomic_path(tables / name) as tmp:
-            tmp.write_text(text)
-    c = result["counts"]
-    print(f"{len(result['claims'])} claims: " + ", ".join(f"{v} {k}" for k, v in c.items()))
-    return result

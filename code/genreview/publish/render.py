@@ -12,8 +12,10 @@ from pathlib import Path
 
 import jinja2
 
-from . import report
+from . import formatting as F
+from . import verdicts as V
 from ..files import atomic_path
+from ..training.train import CLEARLY_FASTER
 
 
 def environment(template_dir: str | Path) -> jinja2.Environment:
@@ -26,17 +28,17 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
         autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         extensions=["jinja2.ext.do"],
     )
-    env.globals.update(fmt=report.fmt, pm=report.pm, compare=report.compare, rank=report.ordinal_rank,
-                       evidence=report.evidence, swaps=report.swaps,
-                       times=report.times, duration=report.duration, tex=tex_escape, sci=report.sci,
-                       sampler_study=report.sampler_study, guidance_study=report.guidance_study,
-                       best_point=report.best_point, small_loss=report.SMALL_LOSS,
-                       dynamics_study=report.dynamics_study, stability_verdict=report.stability_verdict,
-                       sensitivity_verdict=report.sensitivity_verdict, equilibrium=report.equilibrium,
-                       probe_metric=report.probe_metric, unstable_cv=report.UNSTABLE_CV,
-                       equilibrium_tol=report.EQUILIBRIUM_TOL, clearly_faster=report.CLEARLY_FASTER,
-                       compute_study=report.compute_study)
-    env.filters.update(fmt=report.fmt, pm=report.pm, tex=tex_escape, duration=report.duration)
+    env.globals.update(fmt=F.fmt, pm=F.pm, compare=V.compare, rank=V.ordinal_rank,
+                       evidence=V.evidence, swaps=V.swaps,
+                       times=F.times, duration=F.duration, tex=tex_escape, sci=F.sci,
+                       sampler_study=V.sampler_study, guidance_study=V.guidance_study,
+                       best_point=V.best_point, small_loss=V.SMALL_LOSS,
+                       dynamics_study=V.dynamics_study, stability_verdict=V.stability_verdict,
+                       sensitivity_verdict=V.sensitivity_verdict, equilibrium=V.equilibrium,
+                       probe_metric=V.probe_metric, unstable_cv=V.UNSTABLE_CV,
+                       equilibrium_tol=V.EQUILIBRIUM_TOL, clearly_faster=CLEARLY_FASTER,
+                       compute_study=V.compute_study)
+    env.filters.update(fmt=F.fmt, pm=F.pm, tex=tex_escape, duration=F.duration)
     return env
 
 
@@ -70,7 +72,7 @@ def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Pa
     """Render every *.tex.j2 under template_dir into out_dir (same relative paths, .tex)
     and copy the other files (the bibliography) beside them. `claims`: the ledger's verdicts
     (genreview.publish.claims), as `claims` in the templates (None without it). `provenance`: the build's
-    provenance.json (genreview.summary.provenance), as `prov` (None without it)."""
+    provenance.json (genreview.provenance), as `prov` (None without it)."""
     template_dir, out_dir = Path(template_dir), Path(out_dir)
     summary = json.loads(Path(summary_path).read_text())
     env = environment(template_dir)

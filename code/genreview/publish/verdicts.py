@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .formatting import fmt
-from .report import stat
+from ..summary.stats import stat
 
 # Metric name -> (label in the paper, True if lower is better)
 METRIC_INFO = {

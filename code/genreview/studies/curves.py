@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import data as D
+from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference
@@ -38,11 +39,13 @@ from ..utils import load_json, log, pick_device, save_json, seed_everything, set
 
 @dataclass
 class CurvesConfig:
-    models: list = field(default_factory=lambda: ["vae", "dcgan", "wgan_gp", "ddpm", "ldm"])  # one job per seed
-    snapshots: int = 6           # weight snapshots per training run, log-spaced in steps (train.snapshot_steps)
-    n: int = 500                 # N scored per snapshot
-    threshold: float = 100.0     # the FD (at N = n) that counts as reached
-    sampler_steps: int = 50      # DDIM steps of the diffusion models (at most their T)
+    models: list[str] = hp(["vae", "dcgan", "wgan_gp", "ddpm", "ldm"], unique_items=True, items=MODEL_NAME,
+                           doc="models trained by gradient steps that draw samples (not gmm, hmm or the "
+                               "image-to-image models)")  # one job per seed
+    snapshots: int = hp(6, minimum=1, doc="snapshots per run, log-spaced in steps; the last step always")
+    n: int = hp(500, minimum=20, doc="N scored per snapshot")
+    threshold: float = hp(100.0, exclusive_minimum=0, doc="the FD (at N = n) that counts as reached")
+    sampler_steps: int = hp(50, minimum=1, doc="DDIM steps of the diffusion models (at most their T)")
 
 
 def snapshot_files(run_dir: str | Path) -> dict[int, Path]:
@@ -61,7 +64,7 @@ def expected_steps(train_summary: dict) -> list[int]:
 def sample_options(model, cc: CurvesConfig) -> dict:
     """What `evaluate.generate` passes on to model.sample: DDIM at sampler_steps (at most T) for a
     diffusion model, nothing for a one-pass sampler."""
-    if hasattr(model, "make_scheduler"):
+    if "ddim" in model.samplers:
         return {"sampler": "ddim", "steps": min(cc.sampler_steps, model.cfg.timesteps)}
     return {}
 

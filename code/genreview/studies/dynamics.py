@@ -30,13 +30,14 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import data as D
+from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import load_classifier, predict
 from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference, class_coverage
@@ -48,20 +49,26 @@ from ..utils import load_json, log, pick_device, save_json, seed_everything, set
 
 @dataclass
 class DynamicsConfig:
-    models: list = field(default_factory=lambda: ["vae", "dcgan", "wgan", "wgan_gp", "stylegan"])  # one job each
-    seeds: list = field(default_factory=lambda: [0, 1, 2])  # "seed" runs; draws and the ablation use the first
-    draws: int = 3               # random hyperparameter draws per model
-    steps: int = 300             # training steps of every run: the equal budget
-    n_samples: int = 500         # N scored per run
-    lr_min: float = 1e-5         # the learning rate is drawn log-uniformly in [lr_min, lr_max]
-    lr_max: float = 1e-2
-    beta1_choices: list = field(default_factory=lambda: [0.0, 0.5, 0.9])  # Adam's beta1, uniformly
-    beta2_choices: list = field(default_factory=lambda: [0.9, 0.999])     # Adam's beta2, uniformly
-    batch_choices: list = field(default_factory=lambda: [32, 64, 128])    # batch size, uniformly
-    ablation_models: list = field(default_factory=lambda: ["dcgan"])      # models that get the detach run
-    collapse_share: float = 0.25  # a class is covered when its share is >= this x its share of the reference
-    collapse_classes: float = 0.5  # a run has collapsed when it covers fewer than this fraction of the classes
-    grid: int = 16               # samples kept per run for a figure
+    models: list[str] = hp(["vae", "dcgan", "wgan", "wgan_gp", "stylegan"], unique_items=True,
+                           items=MODEL_NAME)  # one job each
+    seeds: list[int] = hp([0, 1, 2], min_items=1, unique_items=True,
+                          items={"minimum": 0})  # "seed" runs; draws and the ablation use the first
+    draws: int = hp(3, minimum=0, doc="random hyperparameter draws per model (Lucic et al. 2018)")
+    steps: int = hp(300, minimum=1, doc="training steps of every short run")  # the equal budget
+    n_samples: int = hp(500, minimum=20)  # N scored per run
+    lr_min: float = hp(1e-5, exclusive_minimum=0)  # the learning rate is drawn log-uniformly in [lr_min, lr_max]
+    lr_max: float = hp(1e-2, exclusive_minimum=0)
+    beta1_choices: list[float] = hp([0.0, 0.5, 0.9], min_items=1,
+                                    items={"minimum": 0, "maximum": 1})  # Adam's beta1, uniformly
+    beta2_choices: list[float] = hp([0.9, 0.999], min_items=1,
+                                    items={"minimum": 0, "maximum": 1})  # Adam's beta2, uniformly
+    batch_choices: list[int] = hp([32, 64, 128], min_items=1, items={"minimum": 1})  # batch size, uniformly
+    ablation_models: list[str] = hp(["dcgan"], unique_items=True, items=MODEL_NAME)  # models that get the detach run
+    collapse_share: float = hp(0.25, minimum=0, maximum=1,
+                               doc="a class is covered when its share is >= this x its share of the reference")
+    collapse_classes: float = hp(0.5, minimum=0, maximum=1,
+                                 doc="a run has collapsed when it covers fewer than this fraction of the classes")
+    grid: int = hp(16, minimum=1)  # samples kept per run for a figure
 
     def __post_init__(self):
         if not self.seeds:
@@ -236,7 +243,7 @@ def _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, d
            "images_seen": st["step"] * tcfg.batch_size, "train_seconds": st["elapsed"],
            "ms_per_step": 1000 * st["elapsed"] / max(1, st["step"]), "train_precision": st["precision"],
            "memory_format": st["memory_format"], "diverged_at": st.get("diverged_at"),
-           "divergence": st.get("divergence"), "d_output": getattr(model, "d_output", None),
+           "divergence": st.get("divergence"), "d_output": model.d_output,
            **_log_stats(run_dir / "train_log.jsonl"), "run_id": rid}
     if st["status"] == "ok":
         scores, grid = _score(model.eval(), run, ref, ref_hist, cfg, dyn, st["precision"])

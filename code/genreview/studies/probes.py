@@ -27,61 +27,49 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .. import data as D
+from ..hparams import hp
 from ..evaluation.classifier import DomainClassifier, load_classifier
-from ..evaluation.evaluate import _load_model
-from ..models.dcgan import DCGAN
-from ..models.cgan import ProjectionCGAN
-from ..models.stylegan import StyleGAN, lrelu, minibatch_stddev
-from ..models.vae import VAE
+from ..models import load_trained
 from ..utils import Stopwatch, device_name, load_json, log, pick_device, save_json, set_threads, torch_save
 
 
 @dataclass
 class ProbeConfig:
-    n_pairs: int = 500           # latent pairs (z1, z2, t) averaged by the path length
-    ppl_eps: float = 1e-2        # step along the path; Karras et al. use 1e-4 with VGG16 features
-    invert_images: int = 64      # test images reconstructed (inversion for GANs, the encoder for the VAE)
-    invert_steps: int = 200      # Adam steps on z per inversion
-    invert_lr: float = 0.05      # Adam's learning rate on z
-    probe_train: int = 5000      # train images the linear probe is fitted on
-    probe_test: int = 2000       # test images it is scored on
-    grid_rows: int = 8           # targets and reconstructions kept for the figure
-    seed: int = 1234             # image subsets, latent pairs and inversion starts
+    n_pairs: int = hp(500, minimum=2)            # latent pairs (z1, z2, t) averaged by the path length
+    ppl_eps: float = hp(1e-2, exclusive_minimum=0)  # step along the path; Karras et al. use 1e-4 with VGG16 features
+    invert_images: int = hp(64, minimum=1)       # test images reconstructed (inversion for GANs, the VAE's encoder)
+    invert_steps: int = hp(200, minimum=1)       # Adam steps on z per inversion
+    invert_lr: float = hp(0.05, exclusive_minimum=0)  # Adam's learning rate on z
+    probe_train: int = hp(5000, minimum=10)      # train images the linear probe is fitted on
+    probe_test: int = hp(2000, minimum=10)       # test images it is scored on
+    grid_rows: int = hp(8, minimum=1)            # targets and reconstructions kept for the figure
+    seed: int = hp(1234, minimum=0)              # image subsets, latent pairs and inversion starts
 
 
 # ------------------------------------------------------------------------------ the generators
 
 def _latent_generator(model):
     """(z_dim, g) with g(z, y) -> images in [0, 1], (B, C, H, W), the model's own sampler (no
-    gradients) on z (B, z_dim); y (B,), class labels, is read by the conditional GAN only. None for
-    a model without a map from Gaussian noise to images."""
-    if isinstance(model, VAE):
-        return model.cfg.latent_dim, lambda z, y: model.decode(z)
-    if isinstance(model, StyleGAN):
-        return model.cfg.z_dim, lambda z, y: model.generate(z)   # truncation cfg.truncation, fixed noise
-    if isinstance(model, ProjectionCGAN):
-        return model.cfg.z_dim, model.generate
-    if isinstance(model, DCGAN):  # WGAN and WGAN-GP too
-        return model.cfg.z_dim, lambda z, y: model.generate(z)
+    gradients) on z (B, z_dim): the decoder of an encoder-decoder, the generator of a GAN (StyleGAN's
+    at truncation cfg.truncation, with fixed noise); y (B,), class labels, is read by a conditional
+    model only. None for a model without a map from Gaussian noise to images (`model.latent_sampling`)."""
+    if model.latent_sampling == "encoder":
+        return model.latent_dim, lambda z, y: model.decode(z)
+    if model.latent_sampling == "generator":
+        return model.latent_dim, (model.generate if model.conditional else lambda z, y: model.generate(z))
     return None
 
 
 def _differentiable_generator(model):
     """g(z, y) -> images in [0, 1] exactly as the GAN's `generate` computes them, but differentiable in
-    z (`generate` runs under torch.no_grad()); the sampling network is put in eval mode."""
-    net = model.sampling_network().eval()
-    if isinstance(model, StyleGAN):
-        psi = model.cfg.truncation
-
-        def g(z, y):  # mapping, truncation, one w for every layer, the fixed noise maps
-            ws = net.broadcast(net.truncate(net.mapping(z), psi))        # (B, num_layers, w_dim)
-            return ((net.synthesis(ws, "const").float() + 1) / 2).clamp(0, 1)
-        return g
-    if isinstance(model, ProjectionCGAN):
-        return lambda z, y: (net(z, y).float() + 1) / 2
-    if isinstance(model, DCGAN):
-        return lambda z, y: (net(z).float() + 1) / 2
-    raise TypeError(f"{type(model).__name__} is not a GAN: inversion is for the GANs' generators")
+    z (`generate` runs under torch.no_grad()), the model's `differentiable_generate`; the sampling
+    network is put in eval mode."""
+    if model.latent_sampling != "generator":
+        raise TypeError(f"{type(model).__name__} is not a GAN: inversion is for the GANs' generators")
+    model.sampling_network().eval()
+    if model.conditional:
+        return model.differentiable_generate
+    return lambda z, y: model.differentiable_generate(z)
 
 
 def slerp(a, b, t):  # (B, D), (B, D), (B,) -> (B, D)
@@ -110,7 +98,7 @@ def path_length(model, clf: DomainClassifier, n_pairs: int, eps: float, generato
         return {}
     z_dim, g = gen
     device = generator.device
-    num_classes = getattr(model.cfg, "num_classes", 1)
+    num_classes = model.num_classes or 1  # an unconditional model's labels are drawn (and ignored) all the same
     dist = []
     for i in range(0, n_pairs, batch):
         b = min(batch, n_pairs - i)
@@ -135,7 +123,7 @@ def invert(model, images: torch.Tensor, steps: int, lr: float, generator: torch.
 
     Returns the MSE per image at the final z, (B,), and the reconstructions G(z) in [0, 1]."""
     g = _differentiable_generator(model.eval())
-    z = torch.randn(len(images), model.cfg.z_dim, generator=generator, device=images.device).requires_grad_(True)
+    z = torch.randn(len(images), model.latent_dim, generator=generator, device=images.device).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(steps):
         loss = (g(z, labels) - images).pow(2).flatten(1).mean(1).sum()  # each z sees its own image's MSE
@@ -159,23 +147,14 @@ def linear_probe(train_feats, train_y, test_feats, test_y) -> float:
 
 
 def feature_extractor(model):
-    """The representation a model offers the linear probe: (name, fn) with fn(x) -> (B, F) for images
-    x in [0, 1], (B, C, H, W), or None. GANs: "discriminator", the input of D's last linear layer
-    (for the projection discriminator, its phi(x), which does not see the class). StyleGAN's minibatch
-    standard deviation mixes each image with the others of its group, as in training. The VAE:
-    "encoder", the mean of q(z|x)."""
-    if isinstance(model, VAE):
-        return "encoder", lambda x: model.encode(x)[0]
-    if isinstance(model, StyleGAN):
-        d = model.D
-
-        def fn(x):  # D.forward up to its last layer, D.out
-            h = d.blocks(lrelu(d.from_rgb(x * 2 - 1)))                 # (B, 4w, H/4, W/4)
-            return d.fc(lrelu(d.conv(minibatch_stddev(h))).flatten(1))  # (B, 4w)
-        return "discriminator", fn
-    if isinstance(model, DCGAN):  # WGAN, WGAN-GP and the projection discriminator share D.features
-        return "discriminator", lambda x: model.D.features(x * 2 - 1)  # (B, 4w * H/8 * W/8)
-    return None
+    """The representation a model offers the linear probe (`model.probe_features`): (name, fn) with
+    fn(x) -> (B, F) for images x in [0, 1], (B, C, H, W), or None. GANs: "discriminator", the input of
+    D's last linear layer (for the projection discriminator, its phi(x), which does not see the class).
+    StyleGAN's minibatch standard deviation mixes each image with the others of its group, as in
+    training. The VAE: "encoder", the mean of q(z|x)."""
+    if model.probe_features is None:
+        return None
+    return model.probe_features, model.features
 
 
 @torch.no_grad()
@@ -188,7 +167,7 @@ def _features(fn, images: torch.Tensor, device, batch: int = 500) -> torch.Tenso
 def _reconstruct(model, x, labels, cfg: ProbeConfig, generator):
     """(kind, MSE per image (B,), reconstructions in [0, 1]) of images x, (B, C, H, W), with classes
     labels (B,): the VAE's encoder and decoder, or a GAN's inversion; None for any other model."""
-    if isinstance(model, VAE):
+    if model.latent_sampling == "encoder":
         rec = model.reconstruct(x)
         return "encoder", (rec - x).pow(2).flatten(1).mean(1), rec
     if _latent_generator(model) is None:
@@ -220,7 +199,7 @@ def probe_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str 
         save_json(res, out / "probes.json")
         torch_save({}, out / "probes.pt")
         return res
-    model = _load_model(run_dir / "model.pt", device)
+    model = load_trained(run_dir / "model.pt", device)
     clf = load_classifier(classifier, device)
     train, test = (D.load(spec["dataset"], spec["data_root"], s) for s in ("train", "test"))
     res.update(device=device_name(device), probe_config=asdict(cfg))

@@ -32,11 +32,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hparams import hp
 from ..models import DISPLAY
-from ..publish.report import fmt
-from ..summary.provenance import SHORT_HASH
-from ..summary.collect import TRAIN_METRICS, provenance
-from ..utils import atomic_path, load_json, log, save_json
+from ..provenance import SHORT_HASH, code_provenance
+from ..training.train import TRAIN_METRICS
+from ..utils import load_json, log, save_json
 
 # Headline metrics of the models that draw samples, and of the image-to-image models (their numbers live
 # under "translation"; baselines that do not depend on the model, such as bicubic upsampling, are left out).
@@ -56,9 +56,9 @@ class ReproduceConfig:
     rel_tol (or this fraction of the mean; with one seed the only yardstick), cost_rel_tol (the
     fraction for timings, which are reported but never decide).
     """
-    k_sigma: float = 2.0
-    rel_tol: float = 0.1
-    cost_rel_tol: float = 0.5
+    k_sigma: float = hp(2.0, minimum=0)
+    rel_tol: float = hp(0.1, minimum=0)
+    cost_rel_tol: float = hp(0.5, minimum=0)
 
 
 class ReproduceError(RuntimeError):
@@ -193,7 +193,8 @@ def _fresh(run_dir: Path) -> None:
 def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out: str | Path,
               threads: int | None = None) -> dict:
     """Re-run spec["model"] at spec["seed"] into `out` (see `genreview.config.reproduce_spec`), judge it
-    against `summary_path`, write report.json and report.md there, print the markdown and return the report."""
+    against `summary_path`, write report.json there and return the report (`genreview.publish.reproduce_report`
+    writes it as report.md)."""
     from ..evaluation.evaluate import evaluate_run
     from ..training.train import train
 
@@ -221,8 +222,8 @@ def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out:
             + f"Its losses are in {run_dir / 'train_log.jsonl'}: try another seed, or make training stable "
               f"(hparams.{model} in config.yaml) and rebuild the paper's runs")
 
-    prov = provenance()
-    full = spec["config_hash"]  # genreview.summary.provenance.config_hash of the resolved config
+    prov = code_provenance()
+    full = spec["config_hash"]  # genreview.provenance.config_hash of the resolved config
     record = Path(summary_path).parent / "provenance.json"  # the paper's build record, where one was written
     paper_hash = load_json(record).get("config_hash") if record.exists() else None
     report = {"model": model, "display": DISPLAY[model][0], "seed": seed, "profile": spec["profile"],
@@ -233,67 +234,5 @@ def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out:
               **compare(entry, translator, metrics, seed, cfg),
               "setup": _setup(entry, metrics, summary.get("provenance", {}), prov, (paper_hash, full[:SHORT_HASH])),
               "provenance": prov, "run": str(run_dir), "eval": str(eval_dir)}
-    text = markdown(report)
     save_json(report, out / "report.json")
-    with atomic_path(out / "report.md") as tmp:  # the rule's declared output: never half-written
-        tmp.write_text(text)
-    print(text, flush=True)
     return report
-
-
-# --------------------------------------------------------------------------- the report
-
-def _n(x) -> str:
-    return fmt(x, 4)
-
-
-def _g(x) -> str:  # a setting as written in config.yaml
-    return f"{x:g}"
-
-
-def markdown(r: dict) -> str:
-    """report.json as a page a reviewer reads: verdict, rule, a table of every metric, the set-up."""
-    seeds = ", ".join(map(str, r["paper_seeds"]))
-    lines = [f"# Re-run of {r['display']} (`{r['model']}`), seed {r['seed']}, profile {r['profile']}", ""]
-    if r["verdict"] == "lands":
-        lines.append(f"**Verdict: lands.** Every quality metric is within the paper's spread "
-                     f"({r['paper_n_ok']} seed{'s' if r['paper_n_ok'] != 1 else ''}: {seeds}).")
-    else:
-        lines.append(f"**Verdict: misses** on {', '.join(r['missed'])}.")
-    if r["cost_missed"]:
-        lines.append(f"Timings outside their tolerance (they do not decide): {', '.join(r['cost_missed'])}.")
-    lines += ["", f"Rule: {r['rule']}, with the paper's mean and seed standard deviation (0 with one seed); "
-                  f"k_sigma = {_g(r['k_sigma'])}, rel_tol = {_g(r['rel_tol'])}. Timings use cost_rel_tol = "
-                  f"{_g(r['cost_rel_tol'])} in place of rel_tol and do not decide the verdict (machines differ "
-                  "in speed).", ""]
-    if r["same_seed"]:
-        same = ("The numbers are bit-identical to the paper's run." if r["identical"] else
-                f"They are not bit-identical: {', '.join(r['differing']) or 'some metrics are missing'} differ.")
-        lines.append(f"Seed {r['seed']} is one of the paper's seeds: on the same machine, thread count and profile "
-                     f"the re-run repeats its computation exactly. {same}")
-        if not r["identical"] and r["setup"]["differs"]:
-            lines.append(f"What differs from the paper's set-up: {', '.join(r['setup']['differs'])}.")
-    else:
-        lines.append(f"Seed {r['seed']} is a fresh seed (the paper ran {seeds}): the paper's seed spread "
-                     "is the yardstick.")
-    head = "| metric | kind | paper mean | paper std | n | "
-    head += f"paper, seed {r['seed']} | " if r["same_seed"] else ""
-    head += "re-run | abs(x - mean) | tolerance | lands |"
-    lines += ["", head, "|" + "---|" * (head.count("|") - 1)]
-    for k, m in r["metrics"].items():
-        p = m["paper"]
-        kind = "quality" if m["decides"] else "cost (not deciding)"
-        cells = [k, kind, _n(p["mean"]), _n(p["std"]), str(p["n"])]
-        if r["same_seed"]:
-            same = {True: " (identical)", False: " (differs)", None: ""}[m["identical"]]
-            cells.append(_n(m["paper_seed"]) + same)
-        cells += [_n(m["rerun"]), _n(m["deviation"]), _n(m["tolerance"]),
-                  "yes" if m["lands"] else ("**no**" if m["decides"] else "no")]
-        lines.append("| " + " | ".join(cells) + " |")
-    s = r["setup"]
-    lines += ["", f"Re-run: {s['rerun']['train_device']}, precision {s['rerun']['precision']}, commit "
-                  f"{r['commit']}; the paper's: {s['paper']['train_device']}, precision {s['paper']['precision']}, "
-                  f"commit {s['paper']['commit']}. Config hash {r['config_hash']}"
-                  + (f" (the paper's build: {r['paper_config_hash']})." if r.get("paper_config_hash") else "."),
-              f"Files: {r['run']} (training), {r['eval']} (evaluation).", ""]
-    return "\n".join(lines)

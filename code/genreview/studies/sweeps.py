@@ -14,34 +14,40 @@ own N (smaller than the main evaluation's, which is reported with each point).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import data as D
+from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import load_classifier, predict
-from ..evaluation.evaluate import _load_model, generate, reference_images
+from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference
+from ..models import load_trained
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass
 class SweepConfig:
-    models: list = field(default_factory=lambda: ["ddpm", "iddpm", "ldm", "cascade", "vae", "dcgan"])
-    samplers: list = field(default_factory=lambda: ["ddim", "ddpm"])   # ddim | ddpm (ancestral)
-    steps: list = field(default_factory=lambda: [10, 20, 50, 100])       # step counts; > T are skipped
-    ddim_eta: float = 0.0        # DDIM's noise in the sweep: 0 is the deterministic sampler of the paper
-    n_samples: int = 1000        # N per point
-    grid: int = 16               # images kept per point for the figures
+    models: list[str] = hp(["ddpm", "iddpm", "ldm", "cascade", "vae", "dcgan"], unique_items=True, items=MODEL_NAME,
+                           doc="models the sweep covers (those also in `models`); one-shot models give one point")
+    samplers: list[str] = hp(["ddim", "ddpm"], min_items=1, unique_items=True,
+                             items={"enum": ["ddim", "ddpm"]})  # ddpm: ancestral
+    steps: list[int] = hp([10, 20, 50, 100], min_items=1, unique_items=True,
+                          items={"minimum": 1})  # step counts; > T are skipped
+    ddim_eta: float = hp(0.0, minimum=0)  # DDIM's noise in the sweep: 0 is the deterministic sampler of the paper
+    n_samples: int = hp(1000, minimum=20)  # N per point
+    grid: int = hp(16, minimum=1)          # images kept per point for the figures
 
 
 @dataclass
 class GuidanceConfig:
-    models: list = field(default_factory=lambda: ["cfg"])
-    weights: list = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0])   # w; 0 = conditional, unguided
-    n_samples: int = 1000        # N per weight, the classes balanced
-    per_class: int = 4           # images per class and weight kept for the figure
+    models: list[str] = hp(["guided_ldm"], unique_items=True, items=MODEL_NAME)
+    weights: list[float] = hp([0.0, 0.5, 1.0, 2.0, 4.0], min_items=1, unique_items=True,
+                              items={"minimum": 0})  # w; 0 = conditional, unguided
+    n_samples: int = hp(1000, minimum=20)  # N per weight, the classes balanced
+    per_class: int = hp(4, minimum=1)      # images per class and weight kept for the figure
 
 
 def _setup(spec: dict, run_dir: Path, classifier, n_samples: int):
@@ -52,7 +58,7 @@ def _setup(spec: dict, run_dir: Path, classifier, n_samples: int):
     cfg = dataclasses.replace(EvalConfig(**spec["eval"]), n_samples=n_samples)
     device = pick_device(spec["device"])
     seed_everything(cfg.seed + spec["seed"])
-    model = _load_model(run_dir / "model.pt", device)
+    model = load_trained(run_dir / "model.pt", device)
     clf = load_classifier(classifier, device)
     test = D.load(spec["dataset"], spec["data_root"], "test")
     return summary, model, clf, Reference(clf, reference_images(test.images, cfg), cfg), cfg
@@ -70,7 +76,7 @@ def sweep_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str 
     grids = {}
     if model is None:
         log.warning("%s seed %s %s: no sweep", spec["model"], spec["seed"], summary["status"])
-    elif hasattr(model, "make_scheduler"):
+    elif model.samplers:  # an iterative sampler: a point per sampler and step count
         model.cfg = dataclasses.replace(model.cfg, ddim_eta=sw.ddim_eta)
         for sampler in sw.samplers:
             for steps in sorted(sw.steps):
@@ -109,8 +115,8 @@ def guidance_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
            "points": []}
     grids = {}
     if model is not None:
-        k = getattr(model.cfg, "num_classes", 0)
-        if not k:
+        k = model.num_classes
+        if not model.conditional:
             raise ValueError(f"guidance.models lists {spec['model']!r}, which is not class-conditional "
                              f"(hparams.{spec['model']}.num_classes is 0): set num_classes or remove it there")
         labels = torch.arange(gc.n_samples) % k                                   # balanced classes

@@ -9,25 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from .. import data as D
-from . import provenance as _prov
+from .. import provenance as _prov
 from ..evaluation.metrics import class_coverage
 from ..models import DISPLAY, REGISTRY
-from ..publish.report import stat, time_to_threshold
+from .stats import stat, time_to_threshold
+from ..training.train import TRAIN_METRICS
 from ..utils import load_json, save_json
 
 METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
            "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy",
            "sharpness"]
-TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params",
-                 "images_per_s", "peak_memory_mb"]
-PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.summary.provenance)
+PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.provenance)
 
 
 def model_summary(name: str, runs: list[dict]) -> dict:
     ok = [r for r in runs if r["status"] == "ok"]
     out = {"name": name, "display": DISPLAY[name][0], "family": DISPLAY[name][1],
-           "likelihood": REGISTRY[name][0].likelihood, "d_output": getattr(REGISTRY[name][0], "d_output", None),
+           "likelihood": REGISTRY[name][0].likelihood, "d_output": REGISTRY[name][0].d_output,
            "likelihood_note": next((r["bpd_note"] for r in ok if r.get("bpd_note")),
                                    REGISTRY[name][0].likelihood_note),
            "n_seeds": len(runs), "n_ok": len(ok), "seeds": [r["seed"] for r in runs],
@@ -124,7 +123,7 @@ def curve_summary(files: list[str]) -> dict:
 
 def provenance() -> dict:
     """Commit, local changes, versions and date (the full record, with hardware and cost, is
-    genreview.summary.provenance's provenance.json)."""
+    genreview.provenance's provenance.json)."""
     return _prov.code_provenance()
 
 

@@ -37,7 +37,6 @@ from .. import data as D
 from ..hparams import hp
 from ..models import build
 from ..models.base import GenerativeModel
-from ..publish.report import CLEARLY_FASTER
 from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log, pick_device,
                     resolve_precision, rng_state, save_json, seed_everything, set_rng_state, set_threads, torch_save)
 
@@ -69,6 +68,9 @@ class TrainConfig:
             raise ValueError(f"train.divergence_retries ({self.divergence_retries}) must be >= 0 and "
                              f"train.retry_lr_factor ({self.retry_lr_factor}) in (0, 1]")
 
+
+# The trainer keeps fp32/contiguous unless another precision or memory format saves this fraction of a step.
+CLEARLY_FASTER = 0.1
 
 SNAPSHOT_START = 0.02  # the first snapshot falls at this fraction of the run
 
@@ -375,7 +377,7 @@ class Trainer:
         state = rng_state()
         model.eval()
         with torch.no_grad():
-            if getattr(model, "translator", False):  # (input, output) pairs of training images
+            if model.translator:  # (input, output) pairs of training images
                 imgs = model.progress_grid(self._split, self.cfg.sample_grid)
             else:
                 imgs = model.sample(self.cfg.sample_grid, generator=g)
@@ -395,7 +397,7 @@ def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
     split = D.load(spec["dataset"], spec["data_root"], "train")
     cfg = TrainConfig(**spec["train"])
     model = build(spec["model"], spec["hparams"], split.shape)
-    if getattr(model, "train_classes", None):  # CycleGAN: only its two domains' images
+    if model.train_classes:  # CycleGAN: only its two domains' images
         keep = torch.isin(split.labels, torch.tensor(model.train_classes))
         split = D.Split(split.images[keep], split.labels[keep])
         log.info("training on the %d images of classes %s", len(split), list(model.train_classes))
@@ -492,3 +494,6 @@ def _last_logged(path: Path) -> dict:
 
 # Convenience for the tests and for users: a TrainConfig's fields.
 TRAIN_FIELDS = set(asdict(TrainConfig()).keys())
+# The cost figures of train_summary.json that the summary carries per model (seed statistics of each).
+TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params",
+                 "images_per_s", "peak_memory_mb"]

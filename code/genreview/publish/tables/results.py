@@ -1,26 +1,32 @@
-"""booktabs tables written by pandas from the summary; numbers formatted by `report`."""
+"""The results section's tables: every model's quality between the real-data floor and the noise
+ceiling (results.tex), its cost (cost.tex), its likelihood (likelihood.tex), and when the
+quality-against-compute curves reach the FD threshold (time_to_threshold.tex)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 
-from ..models import DISPLAY
-from .report import column_decimals, duration, fmt, pm
-from ..files import atomic_path
+from ...models import DISPLAY
+from ..formatting import column_decimals, duration, fmt, pm
+from ..plan import Plan
+from .booktabs import label_then_numbers
 
-# (metric, column header, scale, fixed decimals or None for one count per column, report.column_decimals)
+
+def tables(plan: Plan) -> dict:
+    """The files this module writes: name -> table(summary), a (frame, column format) pair."""
+    out = {"results.tex": lambda s: (results_table(s), "l" + "r" * len(quality_columns(s)) + "rc"),
+           "cost.tex": lambda s: label_then_numbers(cost_table(s)),
+           "likelihood.tex": lambda s: (likelihood_table(s), "lrllrr")}
+    if plan.curves:
+        out["time_to_threshold.tex"] = lambda s: (threshold_table(s), "lrrrr")
+    return out
+
+
+# (metric, column header, scale, fixed decimals or None for one count per column, formatting.column_decimals)
 QUALITY = [("fd", "FD $\\downarrow$", 1.0, None), ("fd_inf", "FD$_\\infty$ $\\downarrow$", 1.0, None),
            ("kid", "KID$\\times 10^3$ $\\downarrow$", 1e3, None),
            ("is", "IS $\\uparrow$", 1.0, 2), ("precision", "Prec. $\\uparrow$", 1.0, 3),
            ("recall", "Rec. $\\uparrow$", 1.0, 3), ("density", "Dens. $\\uparrow$", 1.0, 3),
            ("coverage", "Cov. $\\uparrow$", 1.0, 3)]
-
-
-def _write(df: pd.DataFrame, path: Path, column_format: str) -> None:
-    tex = df.to_latex(index=False, escape=False, column_format=column_format)
-    with atomic_path(path) as tmp:
-        tmp.write_text(tex)
 
 
 OTHER_N = "\\rlap{$^\\dagger$}"  # marks an FD measured at a model's own N (eval.n_samples_by_model), not the header's
@@ -35,7 +41,7 @@ def _own_n(m: dict) -> float | None:
 def quality_columns(summary: dict) -> list:
     """The results table's columns, (metric, header, scale, decimals): the protocol's, plus standard Inception
     FID when it was configured. FD's header names the summary's N; a column without fixed decimals gets one
-    count for all its rows, the floor and ceiling included (report.column_decimals)."""
+    count for all its rows, the floor and ceiling included (formatting.column_decimals)."""
     cols = QUALITY + ([("fid_inception", "Incep.\\ FID $\\downarrow$", 1.0, None)]
                       if "fid_inception" in summary["reference"]["floor"] else [])
     ref = summary["reference"]
@@ -138,46 +144,6 @@ def likelihood_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SAMPLER_NAME = {"ddim": "DDIM", "ddpm": "ancestral", "native": "one-shot"}
-
-
-def sweep_table(summary: dict) -> pd.DataFrame:
-    """FD at each step count, a row per model and sampler, and the sampling time per network evaluation."""
-    sweep = summary["sweep"]
-    steps = sorted({p["steps"] for v in sweep.values() for p in v["points"] if p["sampler"] != "native"})
-    rows = []
-    for name in [n for n in summary["order"] if n in sweep]:
-        by_sampler: dict = {}
-        for p in sweep[name]["points"]:
-            by_sampler.setdefault(p["sampler"], {})[p["steps"]] = p
-        for sampler, pts in by_sampler.items():
-            row = {"Model": summary["models"][name]["display"], "Sampler": SAMPLER_NAME[sampler]}
-            if sampler == "native":
-                p = pts[1]
-                row.update({f"$k={k}$": "" for k in steps})
-                row[f"$k={steps[0]}$" if steps else "FD"] = f"{pm(p['fd'])} (1 NFE)"
-            else:
-                row.update({f"$k={k}$": pm(pts[k]["fd"]) if k in pts else "--" for k in steps})
-            per = [p["ms_per_image"]["mean"] / p["nfe"]["mean"] for p in pts.values()]
-            row["ms/NFE"] = fmt(sum(per) / len(per), decimals=2)
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def guidance_table(summary: dict, name: str) -> pd.DataFrame:
-    if not summary["guidance"][name]["points"]:
-        return pd.DataFrame([{"$w$": "--", "NFE": "", "FD": "the run diverged", "Cond.\\ acc.": "", "Prec.": "",
-                              "Rec.": "", "IS": "", "ms/image": ""}])
-    rows = []
-    for p in sorted(summary["guidance"][name]["points"], key=lambda p: p["guidance"]):
-        rows.append({"$w$": f"{p['guidance']:g}", "NFE": fmt(p["nfe"]["mean"]), "FD $\\downarrow$": pm(p["fd"]),
-                     "Cond.\\ acc.\\ $\\uparrow$": pm(p["cond_accuracy"], decimals=3),
-                     "Prec. $\\uparrow$": pm(p["precision"], decimals=3),
-                     "Rec. $\\uparrow$": pm(p["recall"], decimals=3),
-                     "IS $\\uparrow$": pm(p["is"], decimals=2), "ms/image": pm(p["ms_per_image"])})
-    return pd.DataFrame(rows)
-
-
 def threshold_table(summary: dict) -> pd.DataFrame:
     """When each model of the quality-against-compute curves first reaches the FD threshold (interpolated
     between snapshots; "$\\le$" when already at the first snapshot), in training wall time and images
@@ -197,24 +163,3 @@ def threshold_table(summary: dict) -> pd.DataFrame:
                      "Seeds reached": f"{c['seeds_reached']}/{c['n_seeds']}"})
     return pd.DataFrame(rows, columns=["Model", "Reached at", "Images seen", "Final FD $\\downarrow$",
                                        "Seeds reached"])
-
-
-def write_tables(summary: dict, out_dir: str | Path) -> list[Path]:
-    out_dir = Path(out_dir)
-    paths = [out_dir / "results.tex", out_dir / "cost.tex", out_dir / "likelihood.tex"]
-    _write(results_table(summary), paths[0], "l" + "r" * len(quality_columns(summary)) + "rc")
-    cost = cost_table(summary)
-    _write(cost, paths[1], "l" + "r" * (len(cost.columns) - 1))
-    _write(likelihood_table(summary), paths[2], "lrllrr")
-    if summary.get("sweep"):
-        df = sweep_table(summary)
-        paths.append(out_dir / "sweep.tex")
-        _write(df, paths[-1], "ll" + "r" * (len(df.columns) - 2))
-    for name in summary.get("guidance", {}):
-        paths.append(out_dir / f"guidance_{name}.tex")
-        _write(guidance_table(summary, name), paths[-1], "rrrrrrrr")
-    if summary.get("curves"):
-        paths.append(out_dir / "time_to_threshold.tex")
-        _write(threshold_table(summary), paths[-1], "lrrrr")
-    from .gan_figures import write_gan_tables
-    return paths + write_gan_tables(summary, out_dir)

@@ -1,14 +1,10 @@
-"""Seed statistics and the trainer's speed margin: compute-side helpers that the summary and the
-trainer use (moving to summary/stats.py and training/; the paper's formatting is in `formatting`, its
-verdicts in `verdicts`)."""
+"""Statistics of results over seeds and along training curves (the summary computes them; the paper
+formats them)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
-# The trainer keeps fp32/contiguous unless another precision or memory format saves this fraction of a step.
-CLEARLY_FASTER = 0.1
 
 
 def stat(values) -> dict:

@@ -26,7 +26,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from ..files import save_json
+from .files import save_json
 
 # The package versions the record (and the summary) reports.
 PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "scikit-learn", "hmmlearn", "prdc", "pandas",
