@@ -12,7 +12,7 @@ from genreview import config as C
 from genreview.evaluation.classifier import ClassifierConfig
 from genreview.evaluation.metrics import EvalConfig
 from genreview.models import REGISTRY, config_fields
-from genreview.training.train import TRAIN_FIELDS, TrainConfig
+from genreview.training.config import TRAIN_FIELDS, TrainConfig
 
 from conftest import CONFIG_YAML, DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 

@@ -19,7 +19,9 @@ from genreview.models.vae import VAE, VAEConfig
 from genreview.publish.verdicts import compute_study
 from genreview.summary.stats import time_to_threshold
 from genreview.summary.collect import curve_summary
-from genreview.training.train import Trainer, TrainConfig, snapshot_steps, train
+from genreview.training.config import snapshot_steps, TrainConfig
+from genreview.training.trainer import Trainer
+from genreview.training.train import train
 from genreview.utils import save_json, seed_everything
 
 from conftest import CPU, SHAPE, smoke_config, smoke_hparams

@@ -12,7 +12,8 @@ import torch
 
 from genreview.data import Batches, to_unit
 from genreview.models.ldm import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
-from genreview.training.train import TrainConfig, Trainer
+from genreview.training.config import TrainConfig
+from genreview.training.trainer import Trainer
 
 from conftest import CPU, SHAPE
 

@@ -13,8 +13,8 @@ from genreview import config as C
 from genreview.evaluation.classifier import DomainClassifier
 from genreview.evaluation.evaluate import _slerp_grid
 from genreview.models import build
-from genreview.studies.probes import (ProbeConfig, _differentiable_generator, _latent_generator, feature_extractor, invert,
-                              linear_probe, path_length, probe_run, slerp)
+from genreview.studies.probes import (ProbeConfig, _differentiable_generator, _latent_generator, feature_extractor,
+                                      invert, linear_probe, path_length, probe_run, slerp)
 
 from conftest import SHAPE, smoke_config, smoke_hparams
 

@@ -229,8 +229,8 @@ def test_a_killed_job_leaves_no_half_written_output_and_is_planned_again(killed)
 
 # Writers that are not outputs, or that write a temporary file and rename it by hand.
 NOT_OUTPUTS = {
-    ("train.py", "open(self.work_log_path"),         # the running log; published atomically at the end
-    ("train.py", "self.work_log_path.write_text("),  # resets that running log
+    ("trainer.py", "open(self.work_log_path"),       # the running log; published atomically at the end
+    ("trainer.py", "self.work_log_path.write_text("),  # resets that running log
     ("data.py", "open(tmp, \"wb\")"),                 # gunzip into a temporary file, then replace
     ("data.py", "np.savez(tmp"),                      # a temporary file, then replace
     ("arxiv.py", "tarfile.open(fileobj=buf"),         # in memory; written through atomic_path

@@ -16,7 +16,8 @@ from genreview.data import Batches
 from genreview.models import REGISTRY, build
 from genreview.models.base import GenerativeModel
 from genreview.models.vae import VAE, VAEConfig
-from genreview.training.train import Trainer, TrainConfig, run_id
+from genreview.training.config import DIVERGENCE_POLICY, run_id, TrainConfig
+from genreview.training.trainer import Trainer
 from genreview.utils import seed_everything
 
 from conftest import CPU, SHAPE, smoke_hparams
@@ -426,7 +427,7 @@ def test_retries_reach_train_summary_and_the_summary(fmnist_root, tmp_path, monk
 
 def test_run_id_leaves_out_only_the_default_divergence_policy():
     spec = {"model": "vae", "seed": 0, "hparams": {"lr": 1e-3}, "train": asdict(BASE)}
-    old = {**spec, "train": {k: v for k, v in spec["train"].items() if k not in T.DIVERGENCE_POLICY}}
+    old = {**spec, "train": {k: v for k, v in spec["train"].items() if k not in DIVERGENCE_POLICY}}
     assert run_id(spec) == run_id(old), "the default policy changed the ids of existing runs"
     assert run_id({"train": spec}) == run_id({"train": old}), "nested specs (the dynamics study's) too"
     retry = {**spec, "train": {**spec["train"], "on_divergence": "retry"}}

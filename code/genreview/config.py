@@ -22,7 +22,7 @@ from .evaluation.classifier import ClassifierConfig
 from .data import dataset_hparams
 from .evaluation.metrics import EvalConfig
 from .models import REGISTRY, renamed_hint
-from .training.train import DIVERGENCE_POLICY, TrainConfig
+from .training.config import DIVERGENCE_POLICY, TrainConfig
 
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from .hparams import properties
 from .models import REGISTRY
-from .training.train import TrainConfig
+from .training.config import TrainConfig
 
 SKELETON_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 

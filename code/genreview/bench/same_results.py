@@ -15,16 +15,30 @@ import json
 import sys
 from pathlib import Path
 
-# Keys two runs of the same computation may disagree on: time, memory, and what names the build itself.
-TIMING = {"wall", "elapsed", "train_seconds", "ms_per_step", "calibration_ms", "sample_ms_per_image", "bpd_ms_per_image",
-          "bpd_seconds", "images_per_s", "peak_memory_mb", "seconds", "ms_per_image", "sample_ms"}
+# What two runs of the same computation may disagree on:
+# - time and memory: these keys, and every key ending in one of TIMED_SUFFIXES;
+TIMING = {"wall", "elapsed", "calibration_ms", "images_per_s", "peak_memory_mb", "seconds", "sample_ms", "time_ratio"}
+TIMED_SUFFIXES = ("_seconds", "ms_per_image", "ms_per_step")
+# - the build's identity (commit, local changes, dates);
 IDENTITY = {"commit", "dirty", "created", "date", "hostname", "started", "finished"}
-IGNORED = TIMING | IDENTITY
+# - bookkeeping ids that hash file bytes or modification times rather than content (a dynamics run's run_id
+#   hashes classifier.pt's bytes, which change on every save; a curve point's key hashes a snapshot's size
+#   and mtime), so they differ between two runs of the same code;
+BOOKKEEPING = {"run_id", "key"}
+# - a claim's evidence, a sentence written from numbers compared elsewhere (some quote a timing), and the
+#   numbers of the claims whose quantity is a timing.
+TIMED_QUANTITIES = {"ms per image", "ms per step"}
+# - the cells of the sources' comparison table (claims.json "comparison") that quote timings.
+TIMED_CELLS = {"time", "resources"}
+IGNORED = TIMING | IDENTITY | BOOKKEEPING
 
 
 def _strip(obj):
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in IGNORED}
+        timed = obj.get("quantity") in TIMED_QUANTITIES
+        return {k: _strip(v) for k, v in obj.items()
+                if k not in IGNORED and not k.endswith(TIMED_SUFFIXES) and not (k == "evidence" and "claim" in obj)
+                and not (timed and k == "numbers")}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
     return obj
@@ -40,7 +54,11 @@ def _load(path: Path, renames: dict[str, str]):
     text = _renamed(path.read_text(), renames)
     if path.suffix == ".jsonl":
         return [_strip(json.loads(line)) for line in text.splitlines() if line.strip()]
-    return _strip(json.loads(text))
+    obj = json.loads(text)
+    if isinstance(obj, dict) and isinstance(obj.get("comparison"), dict):
+        obj["comparison"] = {fam: {k: v for k, v in cells.items() if k not in TIMED_CELLS}
+                             for fam, cells in obj["comparison"].items()}
+    return _strip(obj)
 
 
 def _first_difference(a, b, where: str = "") -> str:
@@ -85,7 +103,9 @@ def compare(new: Path, old: Path, renames: dict[str, str]) -> list[str]:
             rel = rel.replace(f"/{nw}/", f"/{od}/")
         seen.add(rel)
     problems += [f"{r}: only in {old}" for r in sorted(extra - seen)]
-    print(f"compared {len(files)} files; ignored keys: {', '.join(sorted(IGNORED))}")
+    print(f"compared {len(files)} files; ignored: the keys {', '.join(sorted(IGNORED))}, keys ending in "
+          f"{', '.join(TIMED_SUFFIXES)}, the claims' evidence sentences, the numbers of claims about "
+          f"{', '.join(sorted(TIMED_QUANTITIES))} and the comparison table's {', '.join(sorted(TIMED_CELLS))} cells")
     return problems
 
 

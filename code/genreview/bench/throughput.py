@@ -27,7 +27,8 @@ import torch
 from .. import config as C
 from .. import data as D
 from ..models import build
-from ..training.train import TrainConfig, Trainer, _ema_params, peak_memory_mb
+from ..training.config import TrainConfig
+from ..training.trainer import ema_params, peak_memory_mb, Trainer
 from ..utils import autocast, count_parameters, device_name, log, pick_device, save_json, set_threads
 
 
@@ -61,7 +62,7 @@ def measure(name: str, spec: dict, train: D.Split, device, steps: int, warmup: i
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    return {"params": count_parameters(model) - _ema_params(model), "batch_size": cfg.batch_size,
+    return {"params": count_parameters(model) - ema_params(model), "batch_size": cfg.batch_size,
             "precision": settings["precision"], "memory_format": settings["memory_format"],
             "ms_per_step": 1e3 * seconds / steps,
             "images_per_s": steps * cfg.batch_size / seconds, "peak_memory_mb": peak_memory_mb(device),

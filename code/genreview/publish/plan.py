@@ -36,7 +36,7 @@ class Plan:
         return DISPLAY[model][1]
 
     @property
-    def samplers(self) -> list[str]:
+    def sampling_models(self) -> list[str]:
         """The models that draw samples (image-to-image translators do not)."""
         return [m for m in self.models if self.family(m) != "translation"]
 

@@ -15,7 +15,7 @@ import jinja2
 from . import formatting as F
 from . import verdicts as V
 from ..files import atomic_path
-from ..training.train import CLEARLY_FASTER
+from ..training.config import CLEARLY_FASTER
 
 
 def environment(template_dir: str | Path) -> jinja2.Environment:

@@ -33,7 +33,7 @@ from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference
 from ..models import build
-from ..training.train import snapshot_steps
+from ..training.config import snapshot_steps
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads
 
 

@@ -43,7 +43,8 @@ from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference, class_coverage
 from ..models import REGISTRY, build
 from ..models.wgan import WGANConfig
-from ..training.train import TrainConfig, Trainer, run_id
+from ..training.config import run_id, TrainConfig
+from ..training.trainer import Trainer
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from ..hparams import hp
 from ..models import DISPLAY
 from ..provenance import SHORT_HASH, code_provenance
-from ..training.train import TRAIN_METRICS
+from ..training.config import TRAIN_METRICS
 from ..utils import load_json, log, save_json
 
 # Headline metrics of the models that draw samples, and of the image-to-image models (their numbers live

@@ -13,7 +13,7 @@ from .. import provenance as _prov
 from ..evaluation.metrics import class_coverage
 from ..models import DISPLAY, REGISTRY
 from .stats import stat, time_to_threshold
-from ..training.train import TRAIN_METRICS
+from ..training.config import TRAIN_METRICS
 from ..utils import load_json, save_json
 
 METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",

@@ -15,7 +15,7 @@ from .inputs import Draw
 
 def figures(plan: Plan) -> dict[str, Draw]:
     """The files this module draws, each with its drawing function."""
-    diffusion = [m for m in plan.samplers if plan.family(m) == "diffusion"]
+    diffusion = [m for m in plan.sampling_models if plan.family(m) == "diffusion"]
     out = {}
     if "ddpm" in diffusion:
         out["ddpm_chain.pdf"] = lambda i, p: chain_figure(i.summary, "ddpm", i.samples["ddpm"], p)

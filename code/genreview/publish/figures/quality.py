@@ -15,7 +15,7 @@ from .inputs import Draw
 def figures(plan: Plan) -> dict[str, Draw]:
     """The files this module draws, each with its drawing function."""
     out = {"quality_vs_cost.pdf": lambda i, p: quality_cost_figure(i.summary, p)}
-    if any(plan.has_likelihood(m) for m in plan.samplers):
+    if any(plan.has_likelihood(m) for m in plan.sampling_models):
         out["likelihood_vs_quality.pdf"] = lambda i, p: likelihood_figure(i.summary, p)
     return out
 

@@ -15,9 +15,9 @@ INTERPOLATED = ("vae", "dcgan")  # the models of the interpolation figure
 def figures(plan: Plan) -> dict[str, Draw]:
     """The files this module draws, each with its drawing function."""
     out = {}
-    if "vae" in plan.samplers:
+    if "vae" in plan.sampling_models:
         out["vae_reconstructions.pdf"] = lambda i, p: recon_figure(i.summary, i.samples["vae"].get("recon"), p)
-    if set(INTERPOLATED) & set(plan.samplers):
+    if set(INTERPOLATED) & set(plan.sampling_models):
         out["interpolation.pdf"] = lambda i, p: interpolation_figure(
             i.summary, {m: s["interp"] for m, s in i.samples.items() if "interp" in s}, p)
     return out
