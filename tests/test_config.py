@@ -11,7 +11,7 @@ import yaml
 from genreview import config as C
 from genreview.evaluation.classifier import ClassifierConfig
 from genreview.evaluation.metrics import EvalConfig
-from genreview.models import REGISTRY, config_fields
+from genreview.models import REGISTRY, build, config_fields
 from genreview.training.config import TRAIN_FIELDS, TrainConfig
 
 from conftest import CONFIG_YAML, DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
@@ -133,6 +133,18 @@ def test_unknown_model_name_is_named():
     for m in REGISTRY:
         assert m in msg, f"the message should list the known models; {m} missing:\n{msg}"
 
+
+
+OLD_NAME = [("models", ["vae", "cfg"], "'models[1]'"), ("guidance.models", ["cfg"], "'guidance.models[0]'"),
+            ("profiles.smoke.hparams.cfg", {"width": 8}, "profiles.smoke.hparams.cfg")]
+
+
+@pytest.mark.parametrize("path,value,where", OLD_NAME)
+def test_the_old_name_of_guided_ldm_is_named_with_the_new_one(path, value, where):
+    msg = _raises(_with(path, value))
+    assert where in msg and "'cfg' was renamed 'guided_ldm'" in msg, msg
+    with pytest.raises(KeyError, match="'cfg' was renamed 'guided_ldm'"):
+        build("cfg", {}, (1, 28, 28))
 
 def test_bad_profile_name_and_value_range():
     assert "'profile'" in _raises(_with("profile", "smok"))

@@ -218,7 +218,7 @@ def test_table_values_come_from_the_run(pipeline):
 
 # --------------------------------------------------------------------------- incremental rebuild
 
-def test_editing_a_template_reruns_only_render_and_latex(pipeline):
+def test_editing_a_template_reruns_only_render_latex_and_the_pdf_copy(pipeline):
     wd = pipeline.dir
     dry = _snakemake(wd, "-n", timeout=300)
     assert dry.returncode == 0, _explain(wd, dry)
@@ -233,13 +233,13 @@ def test_editing_a_template_reruns_only_render_and_latex(pipeline):
 
     dry = _snakemake(wd, "-n", timeout=300)
     assert dry.returncode == 0, _explain(wd, dry)
-    assert _rules_in(dry.stdout + dry.stderr) == {"render", "latex", "all"}, (
+    assert _rules_in(dry.stdout + dry.stderr) == {"render", "latex", "latest_pdf", "all"}, (
         f"after editing {template.name} snakemake plans:\n{dry.stdout[-3000:]}")
 
     before = {p: p.stat().st_mtime_ns for p in (wd / P.results).rglob("*") if p.is_file()}
     r = _snakemake(wd)
     assert r.returncode == 0, _explain(wd, r)
-    assert _rules_in(r.stdout + r.stderr) == {"render", "latex", "all"}, r.stderr[-3000:]
+    assert _rules_in(r.stdout + r.stderr) == {"render", "latex", "latest_pdf", "all"}, r.stderr[-3000:]
     after = {p: p.stat().st_mtime_ns for p in (wd / P.results).rglob("*") if p.is_file()}
     assert before == after, "a template edit touched results files"
     assert marker in " ".join(_pdftotext(pipeline.pdf).split()), "the edited text did not reach the PDF"

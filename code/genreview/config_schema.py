@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .files import atomic_path
 from .hparams import properties
 from .models import REGISTRY
 from .training.config import TrainConfig
@@ -45,5 +46,6 @@ def write(schema: dict, path: str | Path) -> str:
     """Write `schema` as JSON (for Snakemake's `validate`, which reads a schema from a file); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(schema, indent=1))
+    with atomic_path(path) as tmp:  # a concurrent snakemake never reads a half-written schema
+        tmp.write_text(json.dumps(schema, indent=1))
     return str(path.resolve())

@@ -41,7 +41,7 @@ def show(ax, images, nrow, title=None):
         ax.set_title(title)
 
 
-def save(fig, path):
+def save_figure(fig, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix[1:], bbox_inches="tight", pad_inches=0.02)
     plt.close(fig)
@@ -84,4 +84,4 @@ def notice(path, why: str) -> None:
     fig, ax = plt.subplots(figsize=(3, 1))
     ax.text(0.5, 0.5, f"not available: {why}", ha="center", va="center")
     ax.axis("off")
-    save(fig, path)
+    save_figure(fig, path)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..plan import Plan
-from ..plotting import COLORS, log_axis, notice, panels, save, show
+from ..plotting import COLORS, log_axis, notice, panels, save_figure, show
 from .inputs import Draw
 
 
@@ -45,7 +45,7 @@ def chain_figure(summary, name, s: dict, path):
         ax.set_xticks([w * (i + 0.5) for i in range(len(ts))], [f"{t}" for t in ts])
         ax.tick_params(length=0)
     axes[1].set_xlabel("timestep $t$")
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def variant_chains_figure(summary, samples: dict, names: list[str], path, per_model: int = 2):
@@ -64,7 +64,7 @@ def variant_chains_figure(summary, samples: dict, names: list[str], path, per_mo
         ax.set_yticks([h * (i + 0.5) for i in range(2 * per_model)], ["$x_t$", "pred. $x_0$"] * per_model)
         ax.set_xticks([w * (i + 0.5) for i in range(len(ts))], [f"{t}" for t in ts], fontsize=5)
         ax.tick_params(length=0)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 SAMPLER_STYLE = {"ddim": ("-", "o", "DDIM"), "ddpm": ("--", "s", "ancestral"), "native": ("", "D", "one-shot")}
@@ -105,7 +105,7 @@ def sampling_cost_figure(summary, path):
     fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, loc="upper center", ncol=4,
                bbox_to_anchor=(0.5, 1.0 + 0.045 * (len(axes[0].get_legend_handles_labels()[0]) // 4 + 1)))
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def sweep_samples_figure(summary, grids: dict, path, per_row: int = 8):
@@ -119,7 +119,7 @@ def sweep_samples_figure(summary, grids: dict, path, per_row: int = 8):
         h = grids[name][keys[0]].shape[-2] + 1
         ax.set_yticks([h * (i + 0.5) for i in range(len(keys))], [f"{k.split('/')[1]} steps" for k in keys])
         ax.tick_params(length=0)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def guidance_figure(summary, name: str, grids: dict, path, per_class: int = 2):
@@ -150,4 +150,4 @@ def guidance_figure(summary, name: str, grids: dict, path, per_class: int = 2):
     im.set_yticks([h * (i + 0.5) for i in range(len(weights))], [f"w={w:g}" for w in weights])
     im.tick_params(length=0)
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)

@@ -15,7 +15,7 @@ from ...models import DISPLAY
 from ..formatting import fmt
 from ..gan_section import COVERAGE_FAMILIES, SECTION_FAMILIES, display_name, ordered
 from ..plan import Plan
-from ..plotting import COLORS, label_rows, notice, save, show
+from ..plotting import COLORS, label_rows, notice, save_figure, show
 from .inputs import Draw
 
 # run kind -> (marker, filled, legend label) in the dynamics figure
@@ -147,7 +147,7 @@ def dynamics_figure(summary, path, grids: dict | None = None):
         show(a, torch.cat([g_best[:k], g_worst[:k]]), k)
         words = ("best, ", "worst, ") if m == shown[0] else ("", "")
         label_rows(a, g_best.shape[-2], [f"{words[0]}FD {fmt(best['fd'])}", f"{words[1]}FD {fmt(worst['fd'])}"])
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def mode_coverage_figure(summary, path, models: list[str] | None = None):
@@ -187,4 +187,4 @@ def mode_coverage_figure(summary, path, models: list[str] | None = None):
     for s in ax.spines.values():
         s.set_visible(False)
     ax.set_xlabel(f"share of the samples in each class (%); red: below {fmt(share, 2)} of the data's share")
-    save(fig, path)
+    save_figure(fig, path)

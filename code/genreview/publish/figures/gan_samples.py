@@ -13,7 +13,7 @@ from ...evaluation.evaluate import TRUNCATION_PSIS
 from ..formatting import fmt, pm
 from ..gan_section import display_name, domains, ordered
 from ..plan import Plan
-from ..plotting import COLORS, label_columns, label_rows, notice, panels, save, show
+from ..plotting import COLORS, label_columns, label_rows, notice, panels, save_figure, show
 from .inputs import Draw
 
 EXAMPLES = 8         # test images in each translation example
@@ -89,7 +89,7 @@ def style_figure(summary, samples_stylegan: dict | None, path):
             handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
             ax.legend(handles=handles, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
                       handlelength=1.6, columnspacing=0.8)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def _translation_panels(summary: dict, samples: dict) -> list[list[tuple[str, torch.Tensor, list[str]]]]:
@@ -136,7 +136,7 @@ def translation_figure(summary, samples: dict, path):
             ax = fig.add_subplot(inner[j])
             show(ax, grid.flatten(0, 1), grid.shape[1], title)
             label_rows(ax, grid.shape[-2], labels)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def inversion_figure(summary, probe_grids: dict, path):
@@ -157,4 +157,4 @@ def inversion_figure(summary, probe_grids: dict, path):
                                                           else "")
         show(ax, torch.cat([rec[:, 0], rec[:, 1]]), len(rec), title)
         label_rows(ax, rec.shape[-2], ["target", "recon."])
-    save(fig, path)
+    save_figure(fig, path)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 
 from ..formatting import fmt
 from ..plan import Plan
-from ..plotting import COLORS, save
+from ..plotting import COLORS, save_figure
 from .inputs import Draw
 
 
@@ -63,7 +63,7 @@ def likelihood_figure(summary, path):
     ax.legend(frameon=False, loc="lower right")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def quality_cost_figure(summary, path):
@@ -92,4 +92,4 @@ def quality_cost_figure(summary, path):
     ax.legend(frameon=False, loc="lower left")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)

@@ -7,7 +7,7 @@ import torch
 
 from ..formatting import fmt
 from ..plan import Plan
-from ..plotting import panels, save, show
+from ..plotting import panels, save_figure, show
 from .inputs import Draw
 
 
@@ -32,7 +32,7 @@ def samples_figure(summary, real: torch.Tensor, samples: dict, path):
             continue
         fd = m["metrics"].get("fd", {}).get("mean")
         show(ax, grid[:36], 6, f"{m['display']} (FD {fmt(fd)})")
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def progress_figure(summary, progress: dict, path):
@@ -48,4 +48,4 @@ def progress_figure(summary, progress: dict, path):
         h = rows.shape[-2] + 1
         ax.set_yticks([h * (i + 0.5) for i in range(len(epochs))], [f"epoch {e}" for e in epochs])
         ax.tick_params(length=0)
-    save(fig, path)
+    save_figure(fig, path)

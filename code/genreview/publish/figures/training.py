@@ -11,7 +11,7 @@ import numpy as np
 from ...models import DISPLAY
 from ..formatting import fmt
 from ..plan import Plan
-from ..plotting import COLORS, log_axis, panels, save
+from ..plotting import COLORS, log_axis, panels, save_figure
 from .inputs import Draw
 
 
@@ -45,7 +45,7 @@ def curves_figure(summary, logs: dict, path):
         ax.set_ylabel(LOSS_LABEL.get(m["family"], "loss"))
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def _repel(pts: dict, gap: float = 0.055, near: float = 0.35):
@@ -89,7 +89,7 @@ def training_compute_figure(summary, path):
     ax.set_ylabel(f"FD (N={summary['n_samples']}, log scale)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)
 
 
 CURVE_STYLES = ("-", "--", ":", "-.")  # models of one family share its colour; line style and marker tell them apart
@@ -148,4 +148,4 @@ def quality_compute_figure(summary, path):
     fig.legend(handles, labels, frameon=False, loc="upper center", ncol=min(4, max(1, len(labels))),
                bbox_to_anchor=(0.5, 1.0 + 0.045 * (len(labels) // 4 + 1)))
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..plan import Plan
-from ..plotting import notice, save, show
+from ..plotting import notice, save_figure, show
 from .inputs import Draw
 
 INTERPOLATED = ("vae", "dcgan")  # the models of the interpolation figure
@@ -33,7 +33,7 @@ def recon_figure(summary, recon: torch.Tensor, path):
     h = recon.shape[-2] + 1
     ax.set_yticks([h * 0.5, h * 1.5], ["test", "recon."])
     ax.tick_params(length=0)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def interpolation_figure(summary, interps: dict, path):
@@ -46,4 +46,4 @@ def interpolation_figure(summary, interps: dict, path):
         it = interps[name]  # (rows, steps, C, H, W)
         kind = "latent" if summary["models"][name]["family"] == "vae" else "noise"
         show(ax, it.flatten(0, 1), it.shape[1], f"{summary['models'][name]['display']}: {kind} interpolation")
-    save(fig, path)
+    save_figure(fig, path)
