@@ -23,10 +23,13 @@ include: "rules/study.smk"
 include: "rules/paper.smk"
 include: "rules/deliver.smk"
 include: "rules/reproduce.smk"
+include: "rules/check.smk"
 
 
 rule all:
     input:
         P.pdf,
         P.latest_pdf,
+        CHECKED,  # every results and run file: one that is missing is rebuilt (rules/check.smk)
+        rules.check_results.output,  # ... and all of them loaded: a corrupt one fails every rerun, named with its fix
     default_target: True

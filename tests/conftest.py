@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_YAML = REPO / "config.yaml"
@@ -52,34 +49,7 @@ def smoke_hparams(name: str) -> dict:
 
 # --------------------------------------------------------------------------- workflow copy
 
-WORKFLOW_FILES = ["Snakefile", "rules", "config.yaml", "paper", "profiles"]
-
-
-def copy_workflow(dst: Path, config: dict | None = None) -> Path:
-    """Copy the workflow (not its outputs) into `dst`; code/ is symlinked. Optionally write `config`."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name)
-        elif src.exists():
-            shutil.copy2(src, dst / name)
-    (dst / "code").symlink_to(REPO / "code", target_is_directory=True)
-    if config is not None:
-        (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return dst
-
-
-def snakemake_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", *args]
-
-
-def snakemake_env() -> dict:
-    env = dict(os.environ)
-    env.pop("SNAKEMAKE_PROFILE", None)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+from genreview.bench.workflow import WORKFLOW_FILES, copy_workflow, snakemake_cmd, snakemake_env  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- data

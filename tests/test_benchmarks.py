@@ -50,3 +50,13 @@ def test_throughput_measures_a_family(small_train, tmp_path):
     assert r["params"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0
     assert r["batch_size"] == spec["train"]["batch_size"]
     assert "skipped" in measure("gmm", C.train_spec(smoke_config(), "gmm", 0), small_train, CPU, 2, 1, tmp_path)
+
+
+def test_gpu_check_resumes_exactly_and_is_deterministic_here(small_train):
+    """The GPU check's resume and determinism parts, tiny, on the CPU: a run stopped at its checkpoint and
+    resumed ends where the uninterrupted one ends, and two deterministic runs agree."""
+    from genreview.bench.gpu_check import resume_and_determinism
+    r = resume_and_determinism(smoke_config(), small_train, CPU, steps=4)
+    assert r["resume"]["ok"] and r["resume"]["max_abs_diff"] == 0.0, r
+    assert r["determinism"]["identical"], r
+    assert not torch.are_deterministic_algorithms_enabled(), "the check leaves PyTorch as it found it"

@@ -3,6 +3,7 @@ step with the dataclasses, and the Snakefile stops on a bad key before any job r
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 
 import pytest
@@ -255,6 +256,47 @@ def test_a_model_hparam_of_wrong_type_or_out_of_bounds_is_named(path, value, wor
     msg = _raises(_with(path, value))
     for w in words:
         assert w in msg, f"{w!r} not in the message:\n{msg}"
+
+
+@pytest.mark.parametrize("path, value, where, bound", [
+    ("eval.n_samples", 10_000_000_000, "eval.n_samples", 10**6),
+    ("eval.n_samples_by_model", {"pixelcnn": 10**7}, "eval.n_samples_by_model.pixelcnn", 10**6),
+    ("profiles.smoke.train.max_steps", 10**9, "profiles.smoke.train.max_steps", 10**8),
+    ("hparams.vae.epochs", 10**6, "hparams.vae.epochs", 10**4),
+    ("hparams.gmm.max_iter", 10**6, "hparams.gmm.max_iter", 10**4),
+    ("hparams.ddpm.timesteps", 10**7, "hparams.ddpm.timesteps", 10**5),
+    ("sweep.steps", [10, 10**7], "sweep.steps[1]", 10**5),
+    ("dynamics.draws", 10**5, "dynamics.draws", 10**3),
+    ("curves.snapshots", 10**5, "curves.snapshots", 10**3),
+    ("probe.seed", 2**40, "probe.seed", 2**32 - 1),
+])
+def test_a_value_that_makes_a_run_endless_is_named_with_its_bound(path, value, where, bound):
+    msg = _raises(_with(path, value))
+    assert f"'{where}'" in msg and f"maximum of {bound}" in msg, f"no '{where}' and its bound {bound}:\n{msg}"
+
+
+# What sets how long a job runs, by the field's name; the depth of a flow (FlowConfig.steps) and a learning-rate
+# warm-up's length do not.
+_ENDLESS = re.compile(r"(^|_)(epochs|steps|iter|timesteps|snapshots|draws|samples|images|subsets|seeds|n)$")
+_NOT_A_LENGTH = {("FlowConfig", "steps"), ("*", "warmup_steps")}
+
+
+def test_every_size_that_sets_a_run_length_has_an_upper_bound():
+    """hparams.py's rule: a count of steps, epochs, images, iterations, timesteps, snapshots or draws declares a
+    maximum, so that a new field of that kind cannot bring back an endless run."""
+    from genreview.hparams import _declared
+
+    classes = [TrainConfig, *C.sections().values(), *(cls for _, cls in REGISTRY.values())]
+    unbounded = []
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if (not _ENDLESS.search(f.name) or "int" not in str(f.type)
+                    or {(cls.__name__, f.name), ("*", f.name)} & _NOT_A_LENGTH):
+                continue
+            node = _declared(cls, f.name)
+            if "maximum" not in node and "maximum" not in node.get("items", {}):
+                unbounded.append(f"{cls.__name__}.{f.name}")
+    assert not unbounded, f"declare a maximum (genreview/hparams.py says which) for {', '.join(unbounded)}"
 
 
 def test_snakemake_validate_reads_the_generated_schema(tmp_path):

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "code" / "genreview"
 
 # Bottom to top. The first part of a module's name below genreview decides its layer.
 LAYERS = [
-    ("foundation", {"files", "utils", "paths", "hparams", "provenance", "data"}),
+    ("foundation", {"files", "utils", "paths", "hparams", "provenance", "data", "hashing"}),
     ("diffusion", {"diffusion"}),
     ("models", {"models"}),
     ("training", {"training"}),

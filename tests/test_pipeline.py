@@ -65,9 +65,15 @@ def pipeline(fmnist_root, tmp_path_factory):
     for tool in ("latexmk", "pdflatex", "bibtex"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (Debian: latexmk texlive-latex-base texlive-latex-recommended)")
+    # a data root of its own (the prepared images linked, no manifest), so that the build runs prepare_data
+    # whatever other tests wrote beside the shared images
+    root = tmp_path_factory.mktemp("pipeline_data")
+    for d in fmnist_root.iterdir():
+        if d.is_dir():
+            (root / d.name).symlink_to(d, target_is_directory=True)
     raw = load_raw_config()
     raw["profile"] = "smoke"
-    raw["data"] = {"root": str(fmnist_root), "debian_dir": str(DEBIAN_DIR)}
+    raw["data"] = {"root": str(root), "debian_dir": str(DEBIAN_DIR)}
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"), raw)
     r = _snakemake(workdir)
     assert r.returncode == 0, _explain(workdir, r)

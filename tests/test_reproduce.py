@@ -136,7 +136,11 @@ def test_config_section_matches_the_dataclass_and_is_validated():
     with pytest.raises(C.ConfigError, match=r"unknown key 'reproduce.k_sgima'.*did you mean 'k_sigma'"):
         C.validate({"profile": "smoke", "reproduce": {"k_sgima": 1.0}})
     spec = C.reproduce_spec(cfg, "vae", 7)
-    assert spec["train"] == C.train_spec(cfg, "vae", 7) and spec["eval"] == C.eval_spec(cfg, "vae", 7)
+    # the paper's specs, with PyTorch's deterministic algorithms on
+    assert spec["train"] == {**C.train_spec(cfg, "vae", 7), "deterministic": True}
+    assert spec["eval"] == {**C.eval_spec(cfg, "vae", 7), "deterministic": True}
+    assert "deterministic" not in C.train_spec(cfg, "vae", 7), "off by default, and then left out of the spec"
+    assert C.train_spec({**cfg, "deterministic": True}, "vae", 7)["deterministic"] is True
     from genreview.provenance import config_hash
     assert spec["config_hash"] == config_hash(cfg) != config_hash({**cfg, "seeds": [0, 1]})
     with pytest.raises(C.ConfigError, match="unknown model 'vea'.*did you mean 'vae'"):

@@ -212,6 +212,62 @@ def test_a_sigkilled_training_job_resumes_and_ends_as_an_uninterrupted_run(kille
     assert got == want, "the resumed run's losses differ from the uninterrupted run's"
 
 
+# The training job the rule runs (rules/models.smk), SIGKILLed by itself inside training step `kill_at`: a real
+# SIGKILL (no cleanup, no flush) at a moment that does not depend on the machine's speed, which a smoke run's few
+# milliseconds of training would otherwise leave to chance.
+_KILL_AT_STEP = """
+import os, runpy, signal, sys
+from genreview.models import REGISTRY
+cls, kill_at, calls = REGISTRY[sys.argv[1]][0], int(sys.argv[2]), []
+real = cls.train_step
+def train_step(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args, **kwargs)
+cls.train_step = train_step
+sys.argv = ["genreview", *sys.argv[3:]]
+runpy.run_module("genreview", run_name="__main__")
+"""
+
+
+def test_a_killed_smoke_training_job_resumes_from_the_smoke_profiles_checkpoint(fmnist_root, tmp_path):
+    """The smoke profile as it is (not a longer run): its train.checkpoint_every falls inside its runs, so a smoke
+    job killed past that step resumes there and ends with exactly the results of an uninterrupted job."""
+    from genreview import config as C
+    from conftest import smoke_config
+
+    spec = C.train_spec(smoke_config(fmnist_root), MODEL, SEED)
+    every, total, log_every = (spec["train"][k] for k in ("checkpoint_every", "max_steps", "log_every"))
+    kill_at = every + log_every + 1  # the log has gone past the checkpoint: the resumed job must cut it back
+    assert kill_at < total, f"the smoke profile's checkpoint_every ({every}) leaves no checkpoint mid-run ({total})"
+
+    def job(out: Path, *driver: str) -> subprocess.CompletedProcess:
+        args = ["train", "--spec", json.dumps(spec), "--out", str(out), "--threads", "1"]
+        cmd = [*snakemake_cmd()[:1], "-c", _KILL_AT_STEP, MODEL, *driver, *args] if driver else \
+            [*snakemake_cmd()[:1], "-m", "genreview", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=snakemake_env())
+
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    first = job(killed, str(kill_at))
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert not (killed / "model.pt").exists(), "the job finished before it was killed"
+    assert torch.load(killed / "checkpoint.pt", weights_only=False)["state"]["step"] == every
+    assert max(_logged_steps(killed / "train_log.partial.jsonl")) > every
+
+    second = job(killed)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    assert re.search(rf"resuming from \S+ at step {every}/{total}\b", log), f"no resumption at step {every}:\n{log}"
+    assert job(clean).returncode == 0
+
+    for name in ("train_summary.json",):
+        assert _canonical_json(killed / name) == _canonical_json(clean / name), f"{name} differs"
+    assert _canonical_log(killed / "train_log.jsonl") == _canonical_log(clean / "train_log.jsonl")
+    got, want = (torch.load(d / "model.pt", weights_only=False)["state_dict"] for d in (killed, clean))
+    assert [k for k in want if not torch.equal(got[k], want[k])] == [], "the resumed job's weights differ"
+
+
 # --------------------------------------------------------------------------- (b) atomic outputs
 
 def test_a_killed_job_leaves_no_half_written_output_and_is_planned_again(killed):
@@ -229,6 +285,9 @@ def test_a_killed_job_leaves_no_half_written_output_and_is_planned_again(killed)
 
 # Writers that are not outputs, or that write a temporary file and rename it by hand.
 NOT_OUTPUTS = {
+    ("workflow.py", "(dst / \"config.yaml\").write_text("),  # a scratch copy of the workflow (tests, soak)
+    ("workflow.py", "shutil.copy2(src, dst / name)"),         # ... its files
+    ("soak.py", "open(self.dir / f\"run{self.runs}.out\", \"w\")"),  # ... and snakemake's console output
     ("trainer.py", "open(self.work_log_path"),       # the running log; published atomically at the end
     ("trainer.py", "self.work_log_path.write_text("),  # resets that running log
     ("data.py", "open(tmp, \"wb\")"),                 # gunzip into a temporary file, then replace

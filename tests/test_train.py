@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import genreview.training.train as T
+from genreview import config as C
 from genreview.data import Batches
 from genreview.models import REGISTRY, build
 from genreview.models.base import GenerativeModel
@@ -20,7 +21,7 @@ from genreview.training.config import DIVERGENCE_POLICY, run_id, TrainConfig
 from genreview.training.trainer import Trainer
 from genreview.utils import seed_everything
 
-from conftest import CPU, SHAPE, smoke_hparams
+from conftest import CPU, SHAPE, smoke_config, smoke_hparams
 
 # fp32 and contiguous: no timing-based calibration, so runs are reproducible.
 BASE = TrainConfig(epochs=2, batch_size=32, sample_epochs=[], sample_grid=4, checkpoint_every=10, log_every=5,
@@ -194,6 +195,20 @@ def test_resume_after_a_crash_is_exact(uninterrupted, small_train, tmp_path):
     assert _losses(rows) == _losses(ref_log)
 
 
+def test_a_checkpoint_loads_on_the_cpu_whatever_the_trainers_device(small_train, tmp_path):
+    """A GPU job resumes from a checkpoint whose random state must reach torch.set_rng_state as a CPU tensor
+    (a CUDA one is a TypeError): the checkpoint is read onto the CPU and the states are copied onto the
+    model's device by load_state_dict. A trainer for a CUDA device reads it here too, without a GPU."""
+    _fit(tmp_path, _vae(), small_train, max_steps=10)
+    ck = Trainer(replace(BASE, max_steps=N_STEPS), tmp_path, 0, torch.device("cuda"), rid="r")._load_checkpoint()
+    assert ck is not None, "the checkpoint was not read for a CUDA trainer"
+    assert ck["state"]["step"] == 10
+    tensors = [ck["rng"]["torch"], *ck["model"].values(),
+               *(v for o in ck["optimizers"].values() for st in o["state"].values() for v in st.values()
+                 if torch.is_tensor(v))]
+    assert {t.device.type for t in tensors} == {"cpu"}, "a checkpoint tensor was not loaded onto the CPU"
+
+
 def test_checkpoint_from_another_config_is_ignored(uninterrupted, small_train, tmp_path):
     ref_model, ref_log = uninterrupted
     spec = {"model": "vae", "seed": 0, "hparams": smoke_hparams("vae"), "train": asdict(BASE)}
@@ -210,6 +225,24 @@ def test_checkpoint_from_another_config_is_ignored(uninterrupted, small_train, t
     _assert_same_state(model, ref_model, "a fresh run beside a stale checkpoint vs the uninterrupted run")
     rows = _log_rows(tmp_path / "train_log.jsonl")
     assert _losses(rows) == _losses(ref_log), "the stale run's log lines were kept or the run did not restart"
+
+
+def _kill_at(k: int, model, cfg, split, out):
+    """Train `model` into `out` until its k-th step raises Killed, as a killed job stops: the checkpoint and the
+    log lines written so far stay."""
+    calls, real_step = [], model.train_step
+
+    def train_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == k:
+            raise Killed(f"killed at step {k}")
+        return real_step(*args, **kwargs)
+
+    model.train_step = train_step
+    trainer = Trainer(cfg, out, 0, CPU, rid="r")
+    with pytest.raises(Killed):
+        trainer.fit(model, Batches(split, cfg.batch_size, 0, CPU))
+    trainer._logf.close()
 
 
 GRADIENT_TRAINED = sorted(n for n, (cls, _) in REGISTRY.items() if not cls.classical)  # GMM/HMM fit in one call
@@ -230,20 +263,7 @@ def test_resume_after_a_crash_is_exact_for_every_family(name, small_train, tmp_p
     reference = fresh(0)
     fit(tmp_path / "ref", reference)
 
-    crashing, calls = fresh(0), []
-    real_step = crashing.train_step
-
-    def train_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 10:
-            raise Killed("killed at step 10")
-        return real_step(*args, **kwargs)
-
-    crashing.train_step = train_step
-    trainer = Trainer(cfg, tmp_path / "run", 0, CPU, rid="r")
-    with pytest.raises(Killed):
-        trainer.fit(crashing, Batches(small_train, cfg.batch_size, 0, CPU))
-    trainer._logf.close()
+    _kill_at(10, fresh(0), cfg, small_train, tmp_path / "run")
 
     resumed = fresh(7)
     st = fit(tmp_path / "run", resumed)
@@ -251,6 +271,42 @@ def test_resume_after_a_crash_is_exact_for_every_family(name, small_train, tmp_p
     _assert_same_state(resumed, reference, f"{name}: resumed at step 8 after a crash at 10 vs uninterrupted")
     assert _losses(_log_rows(tmp_path / "run" / "train_log.jsonl")) == \
         _losses(_log_rows(tmp_path / "ref" / "train_log.jsonl"))
+
+
+@pytest.mark.parametrize("name", ["vae", "dcgan", "ddpm"])  # plain; BatchNorm and two optimisers; EMA and LR warm-up
+def test_the_smoke_profiles_mid_run_checkpoints_change_no_result(name, small_train, tmp_path):
+    """The smoke profile checkpoints mid-run (train.checkpoint_every below its max_steps) so that a killed smoke
+    job resumes; saving a checkpoint reads the random state but never draws from it, so the run ends exactly
+    where a run with no mid-run checkpoint ends."""
+    spec = C.train_spec(smoke_config(), name, 0)
+    smoke = replace(TrainConfig(**spec["train"]), batch_size=64)  # 16 steps per epoch of small_train: no epoch end
+    assert smoke.checkpoint_every < smoke.max_steps < len(small_train) // smoke.batch_size, asdict(smoke)
+    models = {}
+    for every in (smoke.checkpoint_every, 10**6):
+        seed_everything(0)
+        models[every] = build(name, spec["hparams"], SHAPE)
+        cfg = replace(smoke, checkpoint_every=every)
+        st = Trainer(cfg, tmp_path / str(every), 0, CPU, rid="r").fit(models[every],
+                                                                       Batches(small_train, cfg.batch_size, 0, CPU))
+        assert st["step"] == smoke.max_steps
+    _assert_same_state(models[smoke.checkpoint_every], models[10**6], f"{name}: mid-run checkpoints vs none")
+    logs = [_losses(_log_rows(tmp_path / str(every) / "train_log.jsonl")) for every in models]
+    assert logs[0] == logs[1], f"{name}: the losses changed with mid-run checkpoints"
+
+
+def test_a_checkpoint_between_two_log_lines_keeps_the_losses_of_its_window(small_train, tmp_path):
+    """checkpoint_every 5, log_every 2 (the smoke profile's): the checkpoint at step 5 falls inside the window of
+    steps 5-6, so a run resumed there must average step 5's loss (from the checkpoint) into its line for step 6."""
+    cfg = replace(BASE, max_steps=12, checkpoint_every=5, log_every=2)
+    ref = _vae()
+    Trainer(cfg, tmp_path / "ref", 0, CPU, rid="r").fit(ref, Batches(small_train, cfg.batch_size, 0, CPU))
+
+    _kill_at(8, _vae(), cfg, small_train, tmp_path / "run")
+    resumed = _vae(seed=3)
+    Trainer(cfg, tmp_path / "run", 0, CPU, rid="r").fit(resumed, Batches(small_train, cfg.batch_size, 0, CPU))
+    _assert_same_state(resumed, ref, "resumed at step 5 vs uninterrupted")
+    assert _losses(_log_rows(tmp_path / "run" / "train_log.jsonl")) == \
+        _losses(_log_rows(tmp_path / "ref" / "train_log.jsonl")), "the line for step 6 lost step 5's loss"
 
 
 # --------------------------------------------------------------------------- reruns after a kill or a divergence
@@ -439,3 +495,47 @@ def test_run_id_leaves_out_only_the_default_divergence_policy():
 def test_an_unknown_divergence_policy_is_an_error_naming_the_choices():
     with pytest.raises(ValueError, match="record or retry"):
         TrainConfig(on_divergence="skip")
+
+
+def test_deterministic_algorithms_change_nothing_on_the_cpu(small_train, tmp_path):
+    """`deterministic: true` (and the reproduce target) turns on PyTorch's deterministic algorithms: on a CPU the
+    run is the same, so a reviewer's deterministic re-run repeats the paper's run exactly."""
+    from genreview.utils import set_deterministic
+    models = []
+    try:
+        for on in (False, True):
+            set_deterministic(on)
+            assert torch.are_deterministic_algorithms_enabled() is on
+            model = _vae()
+            _fit(tmp_path / str(on), model, small_train, max_steps=10)
+            models.append(model)
+    finally:
+        set_deterministic(False)
+    _assert_same_state(models[1], models[0], "deterministic algorithms on vs off")
+
+
+def test_precision_and_memory_format_are_measured_once_per_model_and_machine(small_train, tmp_path, monkeypatch):
+    """The first seed measures and writes the choice beside the seeds' folders; the other seeds read it (so seeds
+    differ only by seed); a model with other hyperparameters measures anew."""
+    calls = []
+    real = Trainer._measure_speed_settings
+
+    def measure(self, model, batches, precisions, formats):
+        calls.append(self.out.name)
+        return real(self, model, batches, precisions, formats)
+
+    monkeypatch.setattr(Trainer, "_measure_speed_settings", measure)
+    cfg = replace(BASE, max_steps=2, memory_format="auto", precision="fp32")
+    cache = tmp_path / "speed_settings.json"
+    batches = Batches(small_train, cfg.batch_size, 0, CPU)
+    first = Trainer(cfg, tmp_path / "seed0", 0, CPU, speed_cache=cache)._choose_speed_settings(_vae(), batches)
+    second = Trainer(cfg, tmp_path / "seed1", 1, CPU, speed_cache=cache)._choose_speed_settings(_vae(1), batches)
+    assert calls == ["seed0"], f"measured by {calls}: only the first seed measures"
+    assert first["speed_settings"] == "measured" and second["speed_settings"] == str(cache)
+    choice = ("precision", "memory_format")
+    assert [second[k] for k in choice] == [first[k] for k in choice]
+    other = build("vae", {**smoke_hparams("vae"), "latent_dim": 4}, SHAPE)
+    Trainer(cfg, tmp_path / "seed2", 2, CPU, speed_cache=cache)._choose_speed_settings(other, batches)
+    assert calls == ["seed0", "seed2"], "other hyperparameters: measured again"
+    fixed = Trainer(replace(cfg, memory_format="contiguous"), tmp_path / "x", 0, CPU, speed_cache=cache)
+    assert fixed._choose_speed_settings(_vae(), batches)["speed_settings"] == "configured"

@@ -55,6 +55,11 @@ class Command:
     args: tuple = ()
 
 
+def _load_json(path):
+    from .files import load_json
+    return load_json(path)
+
+
 def _req(help_: str | None = None) -> dict:
     return {"required": True, "help": help_} if help_ else {"required": True}
 
@@ -127,7 +132,7 @@ COMMANDS: dict[str, Command] = {
          ("--data-root", _req()), ("--out", _req()))),
     "tables": Command(
         "write the LaTeX tables from the summary", None, "publish.tables:write_tables",
-        lambda fn, _, a: fn(json.loads(open(a.summary).read()), a.out), (("--summary", _req()), ("--out", _req()))),
+        lambda fn, _, a: fn(_load_json(a.summary), a.out), (("--summary", _req()), ("--out", _req()))),
     "claims": Command(
         "test the claims ledger against the summary: verdicts and their tables", None,
         "publish.tables.claims:write_claims", lambda fn, _, a: fn(a.summary, a.ledger, a.out, a.tables),
@@ -142,6 +147,10 @@ COMMANDS: dict[str, Command] = {
          ("--provenance", {"help": "results/<profile>/provenance.json (the templates' `prov`)"}),
          ("--templates", {"default": "paper"}), ("--summary", _req()), ("--figures", {"default": "figures"}),
          ("--tables", {"default": "tables"}), ("--out", _req()))),
+    "check": Command(
+        "load every results file the paper reads; name each missing or unreadable one with its fix", None,
+        "files:check_files", lambda fn, _, a: fn(a.files, a.out),
+        (("files", {"nargs": "+"}), ("--out", _req("results/<profile>/checked.json")))),
     "latex": Command(
         "build the PDF with latexmk", None, "publish.latex:build_pdf", lambda fn, _, a: fn(a.dir, a.out),
         (("--dir", _req()), ("--out", _req()))),
@@ -163,6 +172,7 @@ COMMANDS: dict[str, Command] = {
 USER_ERRORS = {"ConfigError", "DataError", "LatexError", "RenderError", "InceptionWeightsMissing", "LedgerError"}
 USER_ERRORS |= {"ReproduceError"}  # reproduce: a model missing from the summary, or a diverged run
 USER_ERRORS |= {"ArxivError", "ProvenanceError"}  # the paper not built yet; no benchmark files
+USER_ERRORS |= {"ResultsFileError"}  # a results or model file missing or unreadable: named, with its rebuild command
 
 
 def parser() -> argparse.ArgumentParser:
@@ -199,7 +209,11 @@ def _run(args) -> int:
     cmd = COMMANDS[args.cmd]
     module, function = cmd.call.split(":")
     fn = getattr(importlib.import_module(f".{module}", __package__ or "genreview"), function)
-    cmd.run(fn, _spec(args, cmd.spec) if cmd.spec is not None else None, args)
+    spec = _spec(args, cmd.spec) if cmd.spec is not None else None
+    if spec is not None and spec.get("deterministic"):  # config.yaml `deterministic: true`
+        from .utils import set_deterministic
+        set_deterministic(True)
+    cmd.run(fn, spec, args)
     return 0
 
 

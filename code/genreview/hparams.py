@@ -12,6 +12,22 @@ A config dataclass declares a field with `hp`, its default and the values config
 str, list[...], dict, `X | None`), the bounds from the field's metadata. A subclass that only changes a default
 writes it plainly (`lr_g: float = 5e-5`) and keeps the bounds its base class declared. `genreview.config_schema`
 assembles them into the schema that config.yaml is validated against. This module imports nothing of the package.
+
+Upper bounds. A size that sets how long a job runs has a `maximum`, so that a slip of the keyboard
+(`eval.n_samples: 10000000000`) is an error naming the key and the bound instead of a job that never ends.
+The bounds sit a hundred times or more above the full profile (one GPU, paper quality), out of any
+reasonable run's way:
+
+    images drawn, scored or fitted (n_samples, n, nll_images, train_images, probe_train, grids)  10**6
+    epochs                                                                                      10**4
+    gradient steps (max_steps, a short run's steps, inversion steps)                            10**8
+    EM iterations (max_iter, n_iter)                                                            10**4
+    diffusion timesteps and sampler steps (timesteps, sample_steps, vlb_timesteps, sweep steps)  10**5
+    snapshots, random draws, a study's seeds (how many)                                         10**3
+    a seed's value                                                    2**32 - 1 (NumPy's largest seed)
+
+Widths, batch sizes and learning rates have none: a value too large for the machine fails at once, with
+the out-of-memory error or the divergence the run records.
 """
 from __future__ import annotations
 

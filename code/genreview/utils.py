@@ -96,6 +96,17 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+def set_deterministic(on: bool) -> None:
+    """PyTorch's deterministic algorithms and what they need on a GPU (cuBLAS's fixed workspace, cuDNN without
+    autotuning), or the defaults. An operation with no deterministic implementation then raises, naming itself.
+    On a CPU the results are unchanged (its kernels are deterministic for a fixed thread count)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
+    torch.use_deterministic_algorithms(bool(on))
+    torch.backends.cudnn.deterministic = bool(on)
+    torch.backends.cudnn.benchmark = False
+
+
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

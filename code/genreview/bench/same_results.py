@@ -17,14 +17,15 @@ from pathlib import Path
 
 # What two runs of the same computation may disagree on:
 # - time and memory: these keys, and every key ending in one of TIMED_SUFFIXES;
-TIMING = {"wall", "elapsed", "calibration_ms", "images_per_s", "peak_memory_mb", "seconds", "sample_ms", "time_ratio"}
-TIMED_SUFFIXES = ("_seconds", "ms_per_image", "ms_per_step")
+TIMING = {"wall", "elapsed", "calibration_ms", "images_per_s", "peak_memory_mb", "seconds", "sample_ms", "time_ratio",
+          "cpu_s", "max_rss_mib", "longest_job"}  # the last three: the job benchmarks in provenance.json
+TIMED_SUFFIXES = ("_seconds", "ms_per_image", "ms_per_step", "wall_s")
 # - the build's identity (commit, local changes, dates);
 IDENTITY = {"commit", "dirty", "created", "date", "hostname", "started", "finished"}
 # - bookkeeping ids that hash file bytes or modification times rather than content (a dynamics run's run_id
 #   hashes classifier.pt's bytes, which change on every save; a curve point's key hashes a snapshot's size
 #   and mtime), so they differ between two runs of the same code;
-BOOKKEEPING = {"run_id", "key"}
+BOOKKEEPING = {"run_id", "key", "bytes"}  # bytes: checked.json's sizes of the files it read, timings inside
 # - a claim's evidence, a sentence written from numbers compared elsewhere (some quote a timing), and the
 #   numbers of the claims whose quantity is a timing.
 TIMED_QUANTITIES = {"ms per image", "ms per step"}

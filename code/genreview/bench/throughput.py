@@ -77,26 +77,36 @@ def _measure_alone(name: str, spec: dict, dataset: str, root: str, device: str, 
     return measure(name, spec, train, torch.device(device), steps, warmup, Path(out))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genreview.bench.throughput", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(prog: str, doc: str, steps: int, out: str) -> argparse.ArgumentParser:
+    """The options every per-family benchmark takes: config, profile, models, timed and untimed steps, output."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--profile", default="full", choices=["smoke", "small", "full"])
     p.add_argument("--models", nargs="*", help="default: the profile's models")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per model")
+    p.add_argument("--steps", type=int, default=steps, help="timed steps per model")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--out", default="bench/throughput.json")
-    args = p.parse_args(argv)
+    p.add_argument("--out", default=out)
+    return p
+
+
+def profile_config(args) -> tuple[dict, torch.device]:
+    """The resolved config of args.profile, its device, and its dataset prepared (logging set up too)."""
     import logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    set_threads(args.threads)
     raw = C.load(args.config)
     raw["profile"] = args.profile
     cfg = C.resolve(raw, args.config)
-    device = pick_device(cfg.get("device", "auto"))
     D.prepare(cfg["dataset"], cfg["data"]["root"], cfg["data"]["debian_dir"],
               Path(args.out).with_suffix(".manifest.json"))
+    return cfg, pick_device(cfg.get("device", "auto"))
+
+
+def main(argv=None) -> int:
+    p = arguments("python -m genreview.bench.throughput", __doc__, 20, "bench/throughput.json")
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    cfg, device = profile_config(args)
     res = {"profile": args.profile, "dataset": cfg["dataset"], "device": device_name(device),
            "threads": torch.get_num_threads(), "steps": args.steps, "models": {}}
     for name in args.models or cfg["models"]:

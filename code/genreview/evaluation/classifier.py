@@ -16,18 +16,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
+from ..files import load_torch
 from ..hparams import hp
 from ..utils import log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass
 class ClassifierConfig:
-    epochs: int = hp(3, minimum=1)
+    epochs: int = hp(3, minimum=1, maximum=10**4)
     batch_size: int = hp(128, minimum=1)
     lr: float = hp(2e-3, exclusive_minimum=0)
     width: int = hp(32, minimum=1)
     features: int = hp(128, minimum=2)  # size of the penultimate layer, the protocol's feature space
-    max_steps: int = hp(0, minimum=0)   # > 0 caps training (smoke runs)
+    max_steps: int = hp(0, minimum=0, maximum=10**8)  # > 0 caps training (smoke runs)
 
 
 class DomainClassifier(nn.Module):
@@ -155,7 +156,7 @@ def train_classifier(spec: dict, out: str | Path, threads: int | None = None) ->
 
 
 def load_classifier(path: str | Path, device="cpu") -> DomainClassifier:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_torch(path, map_location="cpu")
     cfg = ClassifierConfig(**ck["cfg"])
     clf = DomainClassifier(ck["channels"], ck["num_classes"], cfg.width, cfg.features)
     clf.load_state_dict(ck["state_dict"])

@@ -20,7 +20,7 @@ from .metrics import EvalConfig, Reference, uniform_noise
 from ..models import load_trained
 from .translation import evaluate_translation
 from ..utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
-                    seed_everything, set_threads, torch_save)
+                    seed_everything, set_deterministic, set_threads, torch_save)
 
 
 @torch.no_grad()
@@ -109,6 +109,7 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
                  threads: int | None = None) -> dict:
     """Score the run in `run_dir`; writes metrics.json and samples.pt into `out`."""
     set_threads(threads)
+    set_deterministic(spec.get("deterministic", False))
     run_dir, out = Path(run_dir), Path(out)
     cfg = EvalConfig(**spec["eval"])
     device = pick_device(spec["device"])

@@ -31,28 +31,31 @@ from .classifier import DomainClassifier, Features, Logits
 
 @dataclass
 class EvalConfig:
-    n_samples: int = hp(5000, minimum=20)  # N generated images per model (and real images for the floor)
-    n_reference: int = hp(0, minimum=0)    # test images in the reference; 0 = the whole test split
+    n_samples: int = hp(5000, minimum=20, maximum=10**6)  # N generated images per model (and real images for the floor)
+    n_reference: int = hp(0, minimum=0, maximum=10**6)    # test images in the reference; 0 = the whole test split
     batch_size: int = hp(256, minimum=1)   # sampling batch; the ms/image figure is measured at this batch
     kid_subset_size: int = hp(1000, minimum=2)
-    kid_subsets: int = hp(50, minimum=1)
+    kid_subsets: int = hp(50, minimum=1, maximum=10**4)
     is_splits: int = hp(10, minimum=1)
     pr_k: int = hp(3, minimum=1)           # k of precision/recall (Kynkaanniemi et al. 2019)
     dc_k: int = hp(5, minimum=1)           # k of density/coverage (Naeem et al. 2020)
     inception_weights: str | None = hp(None)  # path to FID Inception weights (pt_inception-2015-12-05)
-    interp_steps: int = hp(10, minimum=2)
-    seed: int = hp(1234, minimum=0)
+    interp_steps: int = hp(10, minimum=2, maximum=10**4)
+    seed: int = hp(1234, minimum=0, maximum=2**32 - 1)
     # per-model sample counts for models whose sampling is slow (PixelCNN); FD is reported with its N
     n_samples_by_model: dict = hp({}, doc="sample count N for chosen models whose sampling is slow, e.g. "
                                           "{pixelcnn: 500}",
                                   schema={"propertyNames": {"$ref": "#/$defs/model_name"},
-                                          "additionalProperties": {"type": "integer", "minimum": 20}})
+                                          "additionalProperties": {"type": "integer", "minimum": 20,
+                                                                  "maximum": 10**6}})
     # the likelihood protocol (genreview.models.likelihood): bits/dim on a fixed subset of the test split
-    nll_images: int = hp(1000, minimum=0, doc="test images for bits/dim; 0 skips it")
+    nll_images: int = hp(1000, minimum=0, maximum=10**6, doc="test images for bits/dim; 0 skips it")
     nll_batch: int = hp(250, minimum=1)
-    iw_samples: int = hp(64, minimum=1, doc="k of the VAE's importance-weighted bound (Burda et al. 2016)")
-    vlb_timesteps: int = hp(0, minimum=0, doc="DDPM bound: KL terms estimated from this many timesteps; 0 = all")
-    translation_images: int = hp(1000, minimum=1,
+    iw_samples: int = hp(64, minimum=1, maximum=10**4,
+                         doc="k of the VAE's importance-weighted bound (Burda et al. 2016)")
+    vlb_timesteps: int = hp(0, minimum=0, maximum=10**5,
+                            doc="DDPM bound: KL terms estimated from this many timesteps; 0 = all")
+    translation_images: int = hp(1000, minimum=1, maximum=10**6,
                                  doc="test images per domain that CycleGAN and super-resolution translate")
 
 

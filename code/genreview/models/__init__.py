@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
+from ..files import load_torch
 from .base import GenerativeModel
 from .cascade import CascadeConfig, CascadedDiffusion
 from .gmm import GMM, GMMConfig
@@ -95,9 +94,9 @@ def build(name: str, hparams: dict, shape) -> GenerativeModel:
 
 def load_trained(path, device) -> GenerativeModel:
     """The model of a trained run's checkpoint (`model.pt`, as `genreview.training.train` saves it), on
-    `device` and in eval mode. Raises RuntimeError, saying how to retrain, when the checkpoint no longer
-    fits the family's current network."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    `device` and in eval mode. Raises ResultsFileError, naming the fix, when it is missing or unreadable, and
+    RuntimeError, saying how to retrain, when the checkpoint no longer fits the family's current network."""
+    ck = load_torch(path, map_location="cpu")
     model = build(ck["model"], ck["hparams"], ck["shape"])
     try:
         model.load_state_dict(ck["state_dict"])

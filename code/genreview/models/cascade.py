@@ -40,7 +40,7 @@ from .base import EMA, GenerativeModel, warmup_cosine
 
 @dataclass
 class CascadeConfig:
-    timesteps: int = hp(1000, minimum=2)  # shared by both stages
+    timesteps: int = hp(1000, minimum=2, maximum=10**5)  # shared by both stages
     schedule: str = hp("linear", enum=["linear", "cosine"])  # linear | cosine
     beta_start: float = hp(1e-4, exclusive_minimum=0)
     beta_end: float = hp(0.02, exclusive_minimum=0, maximum=1)
@@ -66,7 +66,7 @@ class CascadeConfig:
     grad_clip: float = hp(1.0, minimum=0)
     ema_decay: float = hp(0.999, minimum=0, maximum=1)
     sampler: str = hp("ddim", enum=["ddim", "ddpm"])  # ddim | ddpm: the sampler used for evaluation (both stages)
-    sample_steps: int = hp(50, minimum=1)  # its steps per stage
+    sample_steps: int = hp(50, minimum=1, maximum=10**5)  # its steps per stage
     ddim_eta: float = hp(0.0, minimum=0)
     spacing: str = hp("trailing", enum=["leading", "trailing"])  # leading | trailing timesteps for DDIM
 

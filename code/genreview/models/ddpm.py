@@ -44,7 +44,7 @@ from .base import EMA, GenerativeModel, warmup_cosine
 
 @dataclass
 class DDPMConfig:
-    timesteps: int = hp(1000, minimum=2)
+    timesteps: int = hp(1000, minimum=2, maximum=10**5)
     schedule: str = hp("linear", enum=["linear", "cosine"])  # linear | cosine
     beta_start: float = hp(1e-4, exclusive_minimum=0)
     beta_end: float = hp(0.02, exclusive_minimum=0, maximum=1)
@@ -59,7 +59,7 @@ class DDPMConfig:
     grad_clip: float = hp(1.0, minimum=0)
     ema_decay: float = hp(0.999, minimum=0, maximum=1)
     sampler: str = hp("ddim", enum=["ddim", "ddpm"])  # ddim | ddpm: the sampler used for evaluation
-    sample_steps: int = hp(50, minimum=1)  # its number of network evaluations
+    sample_steps: int = hp(50, minimum=1, maximum=10**5)  # its number of network evaluations
     ddim_eta: float = hp(0.0, minimum=0)
     spacing: str = hp("trailing", enum=["leading", "trailing"])  # leading | trailing timesteps for DDIM
     learn_sigma: bool = hp(False, doc="learn the reverse variance (Nichol and Dhariwal 2021, eq. 15)")

@@ -29,10 +29,10 @@ class GMMConfig:
     components: int = hp(32, minimum=1)  # mixture components K
     pca_dim: int = hp(64, minimum=1)  # principal components d kept (the rest get an isotropic Gaussian)
     covariance: str = hp("full", enum=["full", "diag"])  # covariance of each component: "full" or "diag"
-    max_iter: int = hp(100, minimum=1)  # EM iterations at most
+    max_iter: int = hp(100, minimum=1, maximum=10**4)  # EM iterations at most
     tol: float = hp(1e-3, exclusive_minimum=0)  # EM stops when the mean log-likelihood gains less than this
     reg_covar: float = hp(1e-6, exclusive_minimum=0)  # added to the covariance diagonals
-    train_images: int = hp(20000, minimum=0, doc="images fitted on (a seeded random subset); 0 = all")
+    train_images: int = hp(20000, minimum=0, maximum=10**6, doc="images fitted on (a seeded random subset); 0 = all")
 
 
 

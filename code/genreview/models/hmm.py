@@ -24,9 +24,9 @@ class HMMConfig:
     states: int = hp(32, minimum=1)  # hidden states S
     # covariance of each state's row emission: "diag" or "full"
     covariance_type: str = hp("diag", enum=["diag", "full"])
-    n_iter: int = hp(20, minimum=1)  # EM (Baum-Welch) iterations at most
+    n_iter: int = hp(20, minimum=1, maximum=10**4)  # EM (Baum-Welch) iterations at most
     tol: float = hp(1e-2, exclusive_minimum=0)  # EM stops when the total log-likelihood gains less than this
-    train_images: int = hp(10000, minimum=0, doc="images fitted on (a seeded random subset); 0 = all")
+    train_images: int = hp(10000, minimum=0, maximum=10**6, doc="images fitted on (a seeded random subset); 0 = all")
 
 
 

@@ -57,7 +57,7 @@ class LatentDiffusionConfig:
     ae_fraction: float = hp(0.25, exclusive_minimum=0, exclusive_maximum=1,
                             doc="share of the training steps spent on the autoencoder")
     # stage 2: the latent denoiser, named as in DDPMConfig
-    timesteps: int = hp(1000, minimum=2)
+    timesteps: int = hp(1000, minimum=2, maximum=10**5)
     schedule: str = hp("linear", enum=["linear", "cosine"])  # linear | cosine
     beta_start: float = hp(1e-4, exclusive_minimum=0)
     beta_end: float = hp(0.02, exclusive_minimum=0, maximum=1)
@@ -71,7 +71,7 @@ class LatentDiffusionConfig:
     grad_clip: float = hp(1.0, minimum=0)  # the denoiser's gradient norm
     ema_decay: float = hp(0.999, minimum=0, maximum=1)
     sampler: str = hp("ddim", enum=["ddim", "ddpm"])  # ddim | ddpm: the sampler used for evaluation
-    sample_steps: int = hp(50, minimum=1)
+    sample_steps: int = hp(50, minimum=1, maximum=10**5)
     ddim_eta: float = hp(0.0, minimum=0)
     spacing: str = hp("trailing", enum=["leading", "trailing"])  # leading | trailing timesteps for DDIM
     # class conditioning and classifier-free guidance

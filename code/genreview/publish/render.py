@@ -5,7 +5,6 @@ Undefined names are errors, so a placeholder can never reach the PDF unfilled.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ import jinja2
 
 from . import formatting as F
 from . import verdicts as V
-from ..files import atomic_path
+from ..files import atomic_path, load_json
 from ..training.config import CLEARLY_FASTER
 
 
@@ -74,11 +73,11 @@ def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Pa
     (genreview.publish.claims), as `claims` in the templates (None without it). `provenance`: the build's
     provenance.json (genreview.provenance), as `prov` (None without it)."""
     template_dir, out_dir = Path(template_dir), Path(out_dir)
-    summary = json.loads(Path(summary_path).read_text())
+    summary = load_json(summary_path)
     env = environment(template_dir)
     ctx = context(summary, out_dir, Path(figures), Path(tables))
-    ctx["claims"] = json.loads(Path(claims).read_text()) if claims else None
-    ctx["prov"] = json.loads(Path(provenance).read_text()) if provenance else None
+    ctx["claims"] = load_json(claims) if claims else None
+    ctx["prov"] = load_json(provenance) if provenance else None
     written = []
     for src in sorted(template_dir.rglob("*")):
         if src.is_dir():

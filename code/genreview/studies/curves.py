@@ -15,19 +15,17 @@ The time to reach a quality threshold (`report.time_to_threshold`) and the paper
 (`report.compute_study`) are read from these curves.
 
 The job is resumable point by point: a scored snapshot leaves points/step<k>.json, read back (not
-rescored) while the snapshot file and the scoring settings are unchanged.
+rescored) while the snapshot's content and the scoring settings are unchanged.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .. import data as D
+from ..files import load_cache, load_torch, rebuild_command
+from ..hashing import content_digest
 from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import generate, reference_images
@@ -35,6 +33,7 @@ from ..evaluation.metrics import EvalConfig, Reference
 from ..models import build
 from ..training.config import snapshot_steps
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads
+from .dynamics import classifier_digest
 
 
 @dataclass
@@ -42,10 +41,10 @@ class CurvesConfig:
     models: list[str] = hp(["vae", "dcgan", "wgan_gp", "ddpm", "ldm"], unique_items=True, items=MODEL_NAME,
                            doc="models trained by gradient steps that draw samples (not gmm, hmm or the "
                                "image-to-image models)")  # one job per seed
-    snapshots: int = hp(6, minimum=1, doc="snapshots per run, log-spaced in steps; the last step always")
-    n: int = hp(500, minimum=20, doc="N scored per snapshot")
+    snapshots: int = hp(6, minimum=1, maximum=10**3, doc="snapshots per run, log-spaced in steps; the last step always")
+    n: int = hp(500, minimum=20, maximum=10**6, doc="N scored per snapshot")
     threshold: float = hp(100.0, exclusive_minimum=0, doc="the FD (at N = n) that counts as reached")
-    sampler_steps: int = hp(50, minimum=1, doc="DDIM steps of the diffusion models (at most their T)")
+    sampler_steps: int = hp(50, minimum=1, maximum=10**5, doc="DDIM steps of the diffusion models (at most their T)")
 
 
 def snapshot_files(run_dir: str | Path) -> dict[int, Path]:
@@ -69,15 +68,12 @@ def sample_options(model, cc: CurvesConfig) -> dict:
     return {}
 
 
-def _key(path: Path, step: int, scoring: dict) -> str:
-    st = path.stat()
-    blob = json.dumps({"step": step, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "scoring": scoring},
-                      sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-
-def _file_digest(path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+def point_key(path: Path, step: int, scoring: dict, rebuild: str | None = None) -> str:
+    """What a scored point depends on: the snapshot's content (its weights in sorted-key order, its step,
+    images and seconds), never its file's bytes or modification time, and the scoring settings.
+    rebuild: the command named when the snapshot cannot be read."""
+    snap = load_torch(path, rebuild=rebuild)
+    return content_digest({"step": step, "snapshot": snap, "scoring": scoring})
 
 
 def curve_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
@@ -111,20 +107,23 @@ def curve_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str 
     model = build(spec["model"], summary["hparams"], test.shape).to(device).eval()
     options = sample_options(model, cc)
     nfe = model.network_evaluations("ddim", options["steps"]) if options else model.nfe
-    scoring = {"eval": dataclasses.asdict(cfg), "n": cc.n, "options": options, "classifier": _file_digest(classifier),
-               "precision": summary["precision"]}
+    scoring = {"eval": dataclasses.asdict(cfg), "n": cc.n, "options": options,
+               "classifier": classifier_digest(classifier), "precision": summary["precision"]}
     ref = None  # built at the first snapshot that needs scoring
     rows = []
     for step in steps:
         path, done = files[step], out / "points" / f"step{step}.json"
-        key = _key(path, step, scoring)
-        if done.exists() and load_json(done).get("key") == key:
-            rows.append(load_json(done))
+        # a corrupt snapshot: retrain the run from scratch (a finished checkpoint writes no snapshots)
+        key = point_key(path, step, scoring, rebuild=rebuild_command(run_dir / "model.pt", run_dir))
+        cached = load_cache(done)
+        if cached is not None and cached.get("key") == key:
+            rows.append(cached)
             log.info("curve %s: step %d read from %s", spec["model"], step, done)
             continue
         if ref is None:
             ref = Reference(load_classifier(classifier, device), reference_images(test.images, cfg), cfg)
-        snap = torch.load(path, map_location=device, weights_only=False)
+        # a corrupt snapshot: retrain the run from scratch (a finished checkpoint writes no snapshots)
+        snap = load_torch(path, device, rebuild=rebuild_command(run_dir / "model.pt", run_dir))
         model.load_state_dict(snap["state_dict"])
         model.eval()
         fake, secs = generate(model, cc.n, cfg.batch_size, cfg.seed + spec["seed"], device, summary["precision"],

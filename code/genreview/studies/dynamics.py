@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -37,6 +36,8 @@ import numpy as np
 import torch
 
 from .. import data as D
+from ..files import load_cache, load_torch, rebuild_command
+from ..hashing import state_dict_digest
 from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import load_classifier, predict
 from ..evaluation.evaluate import generate, reference_images
@@ -45,7 +46,7 @@ from ..models import REGISTRY, build
 from ..models.wgan import WGANConfig
 from ..training.config import run_id, TrainConfig
 from ..training.trainer import Trainer
-from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
+from ..utils import log, pick_device, save_json, seed_everything, set_threads, torch_save
 
 
 @dataclass
@@ -53,10 +54,11 @@ class DynamicsConfig:
     models: list[str] = hp(["vae", "dcgan", "wgan", "wgan_gp", "stylegan"], unique_items=True,
                            items=MODEL_NAME)  # one job each
     seeds: list[int] = hp([0, 1, 2], min_items=1, unique_items=True,
-                          items={"minimum": 0})  # "seed" runs; draws and the ablation use the first
-    draws: int = hp(3, minimum=0, doc="random hyperparameter draws per model (Lucic et al. 2018)")
-    steps: int = hp(300, minimum=1, doc="training steps of every short run")  # the equal budget
-    n_samples: int = hp(500, minimum=20)  # N scored per run
+                          items={"minimum": 0, "maximum": 2**32 - 1},
+                          schema={"maxItems": 10**3})  # "seed" runs; draws and the ablation use the first
+    draws: int = hp(3, minimum=0, maximum=10**3, doc="random hyperparameter draws per model (Lucic et al. 2018)")
+    steps: int = hp(300, minimum=1, maximum=10**8, doc="training steps of every short run")  # the equal budget
+    n_samples: int = hp(500, minimum=20, maximum=10**6)  # N scored per run
     lr_min: float = hp(1e-5, exclusive_minimum=0)  # the learning rate is drawn log-uniformly in [lr_min, lr_max]
     lr_max: float = hp(1e-2, exclusive_minimum=0)
     beta1_choices: list[float] = hp([0.0, 0.5, 0.9], min_items=1,
@@ -69,7 +71,7 @@ class DynamicsConfig:
                                doc="a class is covered when its share is >= this x its share of the reference")
     collapse_classes: float = hp(0.5, minimum=0, maximum=1,
                                  doc="a run has collapsed when it covers fewer than this fraction of the classes")
-    grid: int = hp(16, minimum=1)  # samples kept per run for a figure
+    grid: int = hp(16, minimum=1, maximum=10**6)  # samples kept per run for a figure
 
     def __post_init__(self):
         if not self.seeds:
@@ -164,8 +166,19 @@ def _log_stats(path: Path) -> dict:
             "final_losses": {k: v for k, v in last.items() if k not in LOG_BOOKKEEPING}}
 
 
-def _file_digest(path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+def classifier_digest(path: str | Path) -> str:
+    """The judge's weights, not its file's bytes (which change with every save): a re-trained classifier
+    with equal weights leaves every run current. Building the network draws no number from the caller's
+    random stream."""
+    with torch.random.fork_rng(devices=[]):
+        return state_dict_digest(load_classifier(path).state_dict())
+
+
+def scoring_settings(cfg: EvalConfig, dyn: DynamicsConfig, classifier: str | Path) -> dict:
+    """What a finished run's scores depend on besides its training, part of its run id: a change here
+    rescores the run (the trainer then resumes from the finished checkpoint at once)."""
+    return {"eval": dataclasses.asdict(cfg), "grid": dyn.grid, "classifier": classifier_digest(classifier),
+            "collapse": [dyn.collapse_share, dyn.collapse_classes]}
 
 
 def _score(model, run: dict, ref: Reference, ref_hist: torch.Tensor, cfg: EvalConfig, dyn: DynamicsConfig,
@@ -193,10 +206,7 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
     device = pick_device(spec["device"])
     runs = plan(spec)
     train = D.load(spec["dataset"], spec["data_root"], "train")
-    # what a finished run's scores depend on besides its training: a change here rescores the run
-    # (the trainer then resumes from the finished checkpoint at once)
-    scoring = {"eval": dataclasses.asdict(cfg), "grid": dyn.grid, "classifier": _file_digest(classifier),
-               "collapse": [dyn.collapse_share, dyn.collapse_classes]}
+    scoring = scoring_settings(cfg, dyn, classifier)
     ref = ref_hist = None  # built at the first run that needs scoring, then shared by all
     rows, grids, spent = [], {}, []
     for k, run in enumerate(runs):
@@ -204,8 +214,9 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
         ts = _run_spec(spec, run, dyn, len(train))
         rid = run_id({"train": ts, "scoring": scoring})
         done = run_dir / "result.json"
-        if done.exists() and load_json(done).get("run_id") == rid:
-            row = load_json(done)
+        cached = load_cache(done)
+        if cached is not None and cached.get("run_id") == rid:
+            row = cached
             log.info("dynamics %s: %s read from %s", spec["model"], run["label"], done)
         else:
             if ref is None:
@@ -223,7 +234,8 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
                      len(runs), what, spent[-1], np.mean(spent) * (len(runs) - k - 1))
         rows.append(row)
         if row["status"] == "ok":
-            grids[run["label"]] = torch.load(run_dir / "grid.pt")
+            grid = load_torch(run_dir / "grid.pt", rebuild=rebuild_command(out / "dynamics.json", run_dir))
+            grids[run["label"]] = grid
     res = {"model": spec["model"], "seed": spec["seed"], "status": "ok", "n": dyn.n_samples, "steps": dyn.steps,
            "config": dataclasses.asdict(dyn), "runs": rows}
     save_json(res, out / "dynamics.json")

@@ -35,15 +35,15 @@ from ..utils import Stopwatch, device_name, load_json, log, pick_device, save_js
 
 @dataclass
 class ProbeConfig:
-    n_pairs: int = hp(500, minimum=2)            # latent pairs (z1, z2, t) averaged by the path length
+    n_pairs: int = hp(500, minimum=2, maximum=10**6)  # latent pairs (z1, z2, t) averaged by the path length
     ppl_eps: float = hp(1e-2, exclusive_minimum=0)  # step along the path; Karras et al. use 1e-4 with VGG16 features
-    invert_images: int = hp(64, minimum=1)       # test images reconstructed (inversion for GANs, the VAE's encoder)
-    invert_steps: int = hp(200, minimum=1)       # Adam steps on z per inversion
+    invert_images: int = hp(64, minimum=1, maximum=10**6)  # test images reconstructed (GAN inversion, VAE encoder)
+    invert_steps: int = hp(200, minimum=1, maximum=10**8)  # Adam steps on z per inversion
     invert_lr: float = hp(0.05, exclusive_minimum=0)  # Adam's learning rate on z
-    probe_train: int = hp(5000, minimum=10)      # train images the linear probe is fitted on
-    probe_test: int = hp(2000, minimum=10)       # test images it is scored on
-    grid_rows: int = hp(8, minimum=1)            # targets and reconstructions kept for the figure
-    seed: int = hp(1234, minimum=0)              # image subsets, latent pairs and inversion starts
+    probe_train: int = hp(5000, minimum=10, maximum=10**6)  # train images the linear probe is fitted on
+    probe_test: int = hp(2000, minimum=10, maximum=10**6)  # test images it is scored on
+    grid_rows: int = hp(8, minimum=1, maximum=10**3)  # targets and reconstructions kept for the figure
+    seed: int = hp(1234, minimum=0, maximum=2**32 - 1)  # image subsets, latent pairs and inversion starts
 
 
 # ------------------------------------------------------------------------------ the generators

@@ -32,11 +32,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..hparams import hp
 from ..models import DISPLAY
 from ..provenance import SHORT_HASH, code_provenance
-from ..training.config import TRAIN_METRICS
-from ..utils import load_json, log, save_json
+from ..training.config import SPEED_SETTINGS, TRAIN_METRICS
+from ..utils import load_json, log, save_json, set_deterministic
 
 # Headline metrics of the models that draw samples, and of the image-to-image models (their numbers live
 # under "translation"; baselines that do not depend on the model, such as bicubic upsampling, are left out).
@@ -211,8 +213,14 @@ def reproduce(spec: dict, summary_path: str | Path, classifier: str | Path, out:
     run_dir, eval_dir = out / "run", out / "eval"
     _fresh(run_dir)
     log.info("re-running %s at seed %d into %s", model, seed, out)
-    train(spec["train"], run_dir, threads)
-    metrics = evaluate_run(spec["eval"], run_dir, classifier, eval_dir, threads)
+    was = torch.are_deterministic_algorithms_enabled()
+    try:  # the specs turn PyTorch's deterministic algorithms on (config.reproduce_spec); restore the caller's mode
+        # the paper's precision and memory format for this model, so that the same seed repeats its computation
+        train(spec["train"], run_dir, threads,
+              speed_cache=Path(summary_path).parent / "runs" / model / SPEED_SETTINGS)
+        metrics = evaluate_run(spec["eval"], run_dir, classifier, eval_dir, threads)
+    finally:
+        set_deterministic(was)
     if metrics["status"] != "ok":
         t = metrics["train"]
         paper_too = any(d["seed"] == seed for d in entry.get("diverged", []))

@@ -35,10 +35,10 @@ class SweepConfig:
     samplers: list[str] = hp(["ddim", "ddpm"], min_items=1, unique_items=True,
                              items={"enum": ["ddim", "ddpm"]})  # ddpm: ancestral
     steps: list[int] = hp([10, 20, 50, 100], min_items=1, unique_items=True,
-                          items={"minimum": 1})  # step counts; > T are skipped
+                          items={"minimum": 1, "maximum": 10**5})  # step counts; > T are skipped
     ddim_eta: float = hp(0.0, minimum=0)  # DDIM's noise in the sweep: 0 is the deterministic sampler of the paper
-    n_samples: int = hp(1000, minimum=20)  # N per point
-    grid: int = hp(16, minimum=1)          # images kept per point for the figures
+    n_samples: int = hp(1000, minimum=20, maximum=10**6)  # N per point
+    grid: int = hp(16, minimum=1, maximum=10**6)  # images kept per point for the figures
 
 
 @dataclass
@@ -46,8 +46,8 @@ class GuidanceConfig:
     models: list[str] = hp(["guided_ldm"], unique_items=True, items=MODEL_NAME)
     weights: list[float] = hp([0.0, 0.5, 1.0, 2.0, 4.0], min_items=1, unique_items=True,
                               items={"minimum": 0})  # w; 0 = conditional, unguided
-    n_samples: int = hp(1000, minimum=20)  # N per weight, the classes balanced
-    per_class: int = hp(4, minimum=1)      # images per class and weight kept for the figure
+    n_samples: int = hp(1000, minimum=20, maximum=10**6)  # N per weight, the classes balanced
+    per_class: int = hp(4, minimum=1, maximum=10**5)  # images per class and weight kept for the figure
 
 
 def _setup(spec: dict, run_dir: Path, classifier, n_samples: int):

@@ -14,21 +14,22 @@ from ..hparams import hp
 
 @dataclass
 class TrainConfig:
-    epochs: int = hp(5, minimum=1)
-    max_steps: int = hp(0, minimum=0)                # > 0 stops after this many steps (smoke runs)
+    epochs: int = hp(5, minimum=1, maximum=10**4)
+    max_steps: int = hp(0, minimum=0, maximum=10**8)  # > 0 stops after this many steps (smoke runs)
     batch_size: int = hp(128, minimum=1)
-    sample_epochs: list[int] = hp([1, 10, 20, 25], items={"minimum": 1})
-    sample_grid: int = hp(64, minimum=1)             # images per progress grid
+    sample_epochs: list[int] = hp([1, 10, 20, 25], items={"minimum": 1, "maximum": 10**4})
+    sample_grid: int = hp(64, minimum=1, maximum=10**6)  # images per progress grid
     checkpoint_every: int = hp(200, minimum=1)       # steps; also at every epoch end
     log_every: int = hp(10, minimum=1)               # steps per JSONL line (losses averaged over them)
     explode_threshold: float = hp(1e6, exclusive_minimum=0)  # |loss| above this counts as divergence
     precision: str = hp("auto", enum=["auto", "fp32", "bf16"])  # auto: measured
     memory_format: str = hp("auto", enum=["auto", "channels_last", "contiguous"])  # auto: measured
-    snapshots: int = hp(0, minimum=0, doc="weights kept at this many log-spaced steps (0 = none); set by curves "
-                                          "for its models")
+    snapshots: int = hp(0, minimum=0, maximum=10**3,
+                         doc="weights kept at this many log-spaced steps (0 = none); set by curves for its models")
     on_divergence: str = hp("record", enum=["record", "retry"],
                             doc="a diverged run: record it and stop, or restart from step 0 at a lower learning rate")
-    divergence_retries: int = hp(2, minimum=0, doc="retry: at most this many restarts after the first divergence")
+    divergence_retries: int = hp(2, minimum=0, maximum=100,
+                                 doc="retry: at most this many restarts after the first divergence")
     retry_lr_factor: float = hp(0.5, exclusive_minimum=0, maximum=1,
                                 doc="retry: every optimiser's learning rate x this, once more per restart")
 
@@ -40,6 +41,8 @@ class TrainConfig:
                              f"train.retry_lr_factor ({self.retry_lr_factor}) in (0, 1]")
 
 
+# The precision and memory format measured for a model on a machine: a file beside its seeds' run folders.
+SPEED_SETTINGS = "speed_settings.json"
 # The trainer keeps fp32/contiguous unless another precision or memory format saves this fraction of a step.
 CLEARLY_FASTER = 0.1
 

@@ -14,15 +14,19 @@ from .. import data as D
 from ..models import build
 from ..models.base import GenerativeModel
 from ..utils import (atomic_path, count_parameters, device_name, log, pick_device,
-                    save_json, seed_everything, set_threads, torch_save)
+                    save_json, seed_everything, set_deterministic, set_threads, torch_save)
 
-from .config import TrainConfig, run_id
+from .config import SPEED_SETTINGS, TrainConfig, run_id
 from .trainer import Trainer, ema_params, last_logged, peak_memory_mb, save_grid
 
 
-def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
-    """Train one model as described by `spec` (see `genreview.config.train_spec`) into folder `out`."""
+def train(spec: dict, out: str | Path, threads: int | None = None, speed_cache: str | Path | None = None) -> dict:
+    """Train one model as described by `spec` (see `genreview.config.train_spec`) into folder `out`.
+
+    speed_cache: the file holding the precision and memory format measured for this model on this machine
+    (default: speed_settings.json beside the seeds' folders, `out`/..), shared by every seed."""
     set_threads(threads)
+    set_deterministic(spec.get("deterministic", False))
     out = Path(out)
     seed_everything(spec["seed"])
     device = pick_device(spec["device"])
@@ -37,7 +41,8 @@ def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
         st, per_epoch = fit_classical(model, split, cfg, out, spec["seed"]), 1
     else:
         batches = D.Batches(split, cfg.batch_size, spec["seed"], device)
-        trainer = Trainer(cfg, out, spec["seed"], device, rid=run_id(spec))
+        trainer = Trainer(cfg, out, spec["seed"], device, rid=run_id(spec),
+                          speed_cache=speed_cache or out.parent / SPEED_SETTINGS)
         st, per_epoch = trainer.fit(model, batches), len(batches)
     model.cpu()
     torch_save({"model": spec["model"], "hparams": spec["hparams"], "shape": split.shape,
@@ -56,6 +61,7 @@ def train(spec: dict, out: str | Path, threads: int | None = None) -> dict:
         "params": count_parameters(model) - ema_params(model),
         "sampling_params": count_parameters(model.sampling_network()),
         "precision": st["precision"], "memory_format": st["memory_format"],
+        "speed_settings": st.get("speed_settings", "measured"),  # or the file they were read from
         "calibration_ms": st["calibration_ms"], "device": device_name(device),
         "final_loss": last_logged(out / "train_log.jsonl"),
         # every attempt, in order: more than one when on_divergence "retry" restarted a diverged run

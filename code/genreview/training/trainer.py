@@ -21,6 +21,7 @@ run with snapshots trains exactly as one without.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -32,9 +33,10 @@ import torch
 from tqdm import tqdm
 
 from .. import data as D
+from ..files import file_lock, load_cache
 from ..models.base import GenerativeModel
-from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, log, resolve_precision, rng_state,
-                     set_rng_state, torch_save)
+from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log,
+                     resolve_precision, rng_state, save_json, set_rng_state, torch_save)
 
 from .config import CLEARLY_FASTER, Diverged, TrainConfig, snapshot_steps
 
@@ -42,8 +44,11 @@ from .config import CLEARLY_FASTER, Diverged, TrainConfig, snapshot_steps
 class Trainer:
     """Args: cfg (TrainConfig), out (run folder), seed, device, rid (run id for checkpoints)."""
 
-    def __init__(self, cfg: TrainConfig, out: str | Path, seed: int, device: torch.device, rid: str = ""):
+    def __init__(self, cfg: TrainConfig, out: str | Path, seed: int, device: torch.device, rid: str = "",
+                 speed_cache: str | Path | None = None):
         self.cfg, self.out, self.seed, self.device, self.rid = cfg, Path(out), seed, device, rid
+        # precision and memory format measured once per model and machine, shared by its seeds (None: per run)
+        self.speed_cache = Path(speed_cache) if speed_cache else None
         self.ckpt_path = self.out / "checkpoint.pt"
         self.log_path = self.out / "train_log.jsonl"
         # Written while training and published to log_path at the end: Snakemake deletes a job's
@@ -59,7 +64,26 @@ class Trainer:
             precisions = ["fp32"]  # no bf16 support on this device
         formats = ["contiguous", "channels_last"] if cfg.memory_format == "auto" else [cfg.memory_format]
         if len(precisions) * len(formats) == 1:
-            return {"precision": precisions[0], "memory_format": formats[0], "calibration_ms": {}}
+            return {"precision": precisions[0], "memory_format": formats[0], "calibration_ms": {},
+                    "speed_settings": "configured"}
+        if self.speed_cache is None:
+            return self._measure_speed_settings(model, batches, precisions, formats)
+        # The first run of a model on this machine measures; its other seeds (and reruns) read the choice, so
+        # that seeds differ only by seed. Runs started side by side wait for the one that measures.
+        key = {"model": type(model).__name__, "hparams": dataclasses.asdict(model.cfg), "batch": batches.batch_size,
+               "device": device_name(self.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "candidates": [f"{p}/{f}" for p in precisions for f in formats]}
+        with file_lock(self.speed_cache):
+            cached = load_cache(self.speed_cache) or {}
+            if cached.get("key") == key:
+                log.info("precision %s, memory format %s: measured for this model on this machine (%s)",
+                         cached["choice"]["precision"], cached["choice"]["memory_format"], self.speed_cache)
+                return {**cached["choice"], "speed_settings": str(self.speed_cache)}
+            choice = self._measure_speed_settings(model, batches, precisions, formats)
+            save_json({"key": key, "choice": choice}, self.speed_cache)
+        return {**choice, "speed_settings": "measured"}
+
+    def _measure_speed_settings(self, model: GenerativeModel, batches: D.Batches, precisions, formats) -> dict:
         x, y = next(batches.epoch(0))
         state = rng_state()
         timings = {}
@@ -88,8 +112,11 @@ class Trainer:
         return {"precision": p, "memory_format": f, "calibration_ms": timings}
 
     # ---- checkpoints -----------------------------------------------------------------------
-    def _save_checkpoint(self, model, opts, scheds, st: dict) -> None:
-        st = dict(st, log_offset=self._logf.tell() if self._logf else 0)
+    def _save_checkpoint(self, model, opts, scheds, st: dict, window: list | None = None) -> None:
+        # window: the losses of the steps since the last log line (a checkpoint between two log lines, at an
+        # epoch end or every checkpoint_every steps); a resumed run averages them into its next line as
+        # an uninterrupted run does
+        st = dict(st, log_offset=self._logf.tell() if self._logf else 0, window=list(window or []))
         if self._logf:
             self._logf.flush()
         torch_save({"run_id": self.rid, "model": model.state_dict(),
@@ -116,9 +143,14 @@ class Trainer:
         if not self.ckpt_path.exists():
             return None
         try:
-            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        except Exception as e:  # a checkpoint is written atomically, but be safe
-            log.warning("ignoring unreadable checkpoint %s (%s)", self.ckpt_path, e)
+            # on the CPU: the random state must reach torch.set_rng_state as a CPU tensor, and the states load
+            # into the model and optimisers on their own device (load_state_dict copies)
+            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        except Exception as e:  # written atomically, so only a damaged disk or a hand edit gets here
+            from ..files import set_aside
+            aside = set_aside(self.ckpt_path)  # kept to inspect; never read again
+            log.warning("checkpoint %s is unreadable (%s: %s): moved it to %s; this run starts over from step 0",
+                        self.ckpt_path, type(e).__name__, e, aside)
             return None
         if ck.get("run_id") != self.rid:
             log.warning("ignoring checkpoint %s from a different configuration", self.ckpt_path)
@@ -236,7 +268,7 @@ class Trainer:
         per_epoch = len(batches)
         bar = tqdm(total=total, initial=st["step"], disable=not sys.stderr.isatty(), unit="step",
                    dynamic_ncols=True, desc=self.out.name)
-        window, t_start = [], time.perf_counter() - st["elapsed"]
+        window, t_start = st.pop("window", []), time.perf_counter() - st["elapsed"]
         report_every = max(1, total // 20)
         try:
             while st["step"] < total:
@@ -269,7 +301,7 @@ class Trainer:
                         st["overhead"] += time.perf_counter() - t0
                     if st["step"] % cfg.checkpoint_every == 0 or st["step"] % per_epoch == 0:
                         st["elapsed"] = time.perf_counter() - t_start
-                        self._save_checkpoint(model, opts, scheds, st)
+                        self._save_checkpoint(model, opts, scheds, st, window)
                     if st["step"] >= total:
                         break
         except Diverged as e:

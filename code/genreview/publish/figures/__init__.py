@@ -15,9 +15,9 @@ declarations, so the two always agree.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ...files import load_json
 from ..plan import Plan
 from . import diffusion
 from . import gan_dynamics
@@ -47,7 +47,7 @@ def make_figures(summary_path, run_dirs: dict, eval_dirs: dict, data_root: str, 
     """Draw every declared figure into out_dir; returns their paths. run_dirs / eval_dirs / sweep_dirs /
     guidance_dirs / probe_dirs: model -> folder of its first seed's training run / evaluation / sampling
     sweep / guidance sweep / probes; dynamics_dirs: model -> folder of its training-dynamics study."""
-    summary = json.loads(Path(summary_path).read_text())
+    summary = load_json(summary_path)
     inputs = load_inputs(summary, run_dirs, eval_dirs, data_root, sweep_dirs, guidance_dirs, dynamics_dirs,
                          probe_dirs)
     out = Path(out_dir)

@@ -3,7 +3,6 @@ save for the first seed (samples, training logs, progress grids, sweep, guidance
 grids), and the real test images beside the samples."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ... import data as D
+from ...files import load_jsonl, load_torch
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Inputs:
 
 
 def _pt(folder, name: str):
-    return torch.load(Path(folder) / name, weights_only=False)
+    return load_torch(Path(folder) / name)
 
 
 def load_inputs(summary: dict, run_dirs: dict, eval_dirs: dict, data_root: str, sweep_dirs: dict | None = None,
@@ -44,8 +44,7 @@ def load_inputs(summary: dict, run_dirs: dict, eval_dirs: dict, data_root: str, 
     return Inputs(
         summary,
         samples={m: _pt(d, "samples.pt") for m, d in eval_dirs.items()},
-        logs={m: [json.loads(line) for line in (Path(run_dirs[m]) / "train_log.jsonl").read_text().splitlines()]
-              for m in order},
+        logs={m: load_jsonl(Path(run_dirs[m]) / "train_log.jsonl") for m in order},
         progress={m: _pt(run_dirs[m], "progress.pt") for m in order},
         real=D.load(summary["dataset"], data_root, "test").images,
         sweep_grids={m: _pt(d, "sweep_grids.pt") for m, d in (sweep_dirs or {}).items()},
