@@ -27,7 +27,8 @@ from genreview.evaluation.metrics import EvalConfig
 from genreview.hashing import content_digest, state_dict_digest
 from genreview.models import build
 from genreview.paths import Paths
-from genreview.studies.dynamics import DynamicsConfig, classifier_digest, scoring_settings
+from genreview.evaluation.classifier import classifier_digest
+from genreview.studies.dynamics import DynamicsConfig, scoring_settings
 from genreview.training.config import run_id
 from genreview.utils import save_json, torch_save
 

@@ -39,10 +39,9 @@ import yaml
 
 from ..paths import Paths
 from ..utils import save_json
-from .workflow import copy_workflow, snakemake_env
+from .workflow import REPO, copy_workflow, snakemake_cmd, snakemake_env
 from .same_results import IGNORED, TIMED_CELLS, TIMED_QUANTITIES, TIMED_SUFFIXES, compare
 
-REPO = Path(__file__).resolve().parents[3]
 PROFILE = "smoke"
 RESUMED = re.compile(r"resuming from (\S+) at step (\d+)/(\d+)")
 
@@ -52,7 +51,7 @@ class Build:
 
     def __init__(self, workdir: Path, cores: int):
         self.dir, self.runs = workdir, 0
-        self.cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--config", f"profile={PROFILE}"]
+        self.cmd = snakemake_cmd("--cores", str(cores), "--config", f"profile={PROFILE}")
 
     def start(self) -> subprocess.Popen:
         out = open(self.dir / f"run{self.runs}.out", "w")
@@ -65,7 +64,7 @@ class Build:
         return (self.dir / f"run{self.runs - 1}.out").read_text(errors="replace")[-chars:]
 
     def unlock(self) -> None:
-        r = subprocess.run([*self.cmd[:3], "--unlock", "--cores", "1", "--config", f"profile={PROFILE}"],
+        r = subprocess.run(snakemake_cmd("--unlock", "--cores", "1", "--config", f"profile={PROFILE}"),
                            cwd=self.dir, capture_output=True, text=True, env=snakemake_env())
         if r.returncode != 0:
             raise RuntimeError(f"snakemake --unlock failed in {self.dir}:\n{r.stderr[-3000:]}")

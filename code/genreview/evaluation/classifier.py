@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import data as D
 from ..files import load_torch
+from ..hashing import state_dict_digest
 from ..hparams import hp
 from ..utils import log, pick_device, save_json, seed_everything, set_threads, torch_save
 
@@ -161,3 +162,11 @@ def load_classifier(path: str | Path, device="cpu") -> DomainClassifier:
     clf = DomainClassifier(ck["channels"], ck["num_classes"], cfg.width, cfg.features)
     clf.load_state_dict(ck["state_dict"])
     return clf.to(device).eval().requires_grad_(False)
+
+
+def classifier_digest(path: str | Path) -> str:
+    """The judge's weights, not its file's bytes (which change with every save): a re-trained classifier
+    with equal weights leaves every run current. Building the network draws no number from the caller's
+    random stream."""
+    with torch.random.fork_rng(devices=[]):
+        return state_dict_digest(load_classifier(path).state_dict())

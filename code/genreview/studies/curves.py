@@ -27,13 +27,12 @@ from .. import data as D
 from ..files import load_cache, load_torch, rebuild_command
 from ..hashing import content_digest
 from ..hparams import MODEL_NAME, hp
-from ..evaluation.classifier import load_classifier
+from ..evaluation.classifier import classifier_digest, load_classifier
 from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference
 from ..models import build
 from ..training.config import snapshot_steps
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads
-from .dynamics import classifier_digest
 
 
 @dataclass

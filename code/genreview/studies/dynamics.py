@@ -37,9 +37,8 @@ import torch
 
 from .. import data as D
 from ..files import load_cache, load_torch, rebuild_command
-from ..hashing import state_dict_digest
 from ..hparams import MODEL_NAME, hp
-from ..evaluation.classifier import load_classifier, predict
+from ..evaluation.classifier import classifier_digest, load_classifier, predict
 from ..evaluation.evaluate import generate, reference_images
 from ..evaluation.metrics import EvalConfig, Reference, class_coverage
 from ..models import REGISTRY, build
@@ -164,14 +163,6 @@ def _log_stats(path: Path) -> dict:
         grad = float(sum(w * r["g_grad_in_d_step"] for w, r in zip(widths, rows)) / widths.sum())
     return {"d_real": last.get("d_real"), "d_fake": last.get("d_fake"), "g_grad_in_d_step": grad,
             "final_losses": {k: v for k, v in last.items() if k not in LOG_BOOKKEEPING}}
-
-
-def classifier_digest(path: str | Path) -> str:
-    """The judge's weights, not its file's bytes (which change with every save): a re-trained classifier
-    with equal weights leaves every run current. Building the network draws no number from the caller's
-    random stream."""
-    with torch.random.fork_rng(devices=[]):
-        return state_dict_digest(load_classifier(path).state_dict())
 
 
 def scoring_settings(cfg: EvalConfig, dyn: DynamicsConfig, classifier: str | Path) -> dict:

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from .. import data as D
-from ..files import file_lock, load_cache
+from ..files import ResultsFileError, file_lock, load_cache, load_torch, set_aside
 from ..models.base import GenerativeModel
 from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log,
                      resolve_precision, rng_state, save_json, set_rng_state, torch_save)
@@ -145,12 +145,11 @@ class Trainer:
         try:
             # on the CPU: the random state must reach torch.set_rng_state as a CPU tensor, and the states load
             # into the model and optimisers on their own device (load_state_dict copies)
-            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
-        except Exception as e:  # written atomically, so only a damaged disk or a hand edit gets here
-            from ..files import set_aside
+            ck = load_torch(self.ckpt_path, map_location="cpu")
+        except ResultsFileError as e:  # written atomically, so only a damaged disk or a hand edit gets here
             aside = set_aside(self.ckpt_path)  # kept to inspect; never read again
-            log.warning("checkpoint %s is unreadable (%s: %s): moved it to %s; this run starts over from step 0",
-                        self.ckpt_path, type(e).__name__, e, aside)
+            log.warning("checkpoint %s is unreadable (%s): moved it to %s; this run starts over from step 0",
+                        self.ckpt_path, e.__cause__, aside)
             return None
         if ck.get("run_id") != self.rid:
             log.warning("ignoring checkpoint %s from a different configuration", self.ckpt_path)
