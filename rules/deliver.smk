@@ -10,10 +10,10 @@ Path(P.report).parent.mkdir(parents=True, exist_ok=True)  # snakemake --report d
 
 
 def upstream_benchmarks(targets):
-    """rule -> the benchmark files of every job that the concrete files `targets` depend on: each file is
-    matched to the rule that produces it (with its wildcards), and that rule's inputs are followed in turn.
-    Input functions are not followed; no rule here uses one upstream of the summary."""
-    found, seen, todo = {}, set(), [str(t) for t in targets]
+    """(rule -> the benchmark files of every job that the concrete files `targets` depend on, benchmark file ->
+    the log of its job): each file is matched to the rule that produces it (with its wildcards), and that rule's
+    inputs are followed in turn. Input functions are not followed; no rule here uses one upstream of the summary."""
+    found, logs, seen, todo = {}, {}, set(), [str(t) for t in targets]
     while todo:
         f = todo.pop()
         if f in seen:
@@ -24,36 +24,41 @@ def upstream_benchmarks(targets):
             continue
         wildcards = producer.get_wildcards(f)
         if producer.benchmark:
-            found.setdefault(producer.name, set()).add(apply_wildcards(str(producer.benchmark), wildcards))
+            bench = apply_wildcards(str(producer.benchmark), wildcards)
+            found.setdefault(producer.name, set()).add(bench)
+            if producer.log:  # where the job ran: each step writes it to its log (genreview.provenance)
+                logs[bench] = apply_wildcards(str(producer.log[0]), wildcards)
         todo += [apply_wildcards(str(i), wildcards) for i in producer.input if not is_callable(i)]
-    return {name: sorted(files) for name, files in found.items()}
+    return {name: sorted(files) for name, files in found.items()}, logs
 
 
 @functools.cache
 def compute_benchmarks():
     """The compute jobs whose wall time and memory the provenance record reports: every job the summary
-    depends on (whatever rules a later change adds), as JSON. The presentation rules (figures, tables,
-    render, latex, provenance, arxiv...) run after the record is written and are left out."""
-    return spec(upstream_benchmarks([P.summary]))
+    depends on (whatever rules a later change adds), and the log of each, as JSON. The presentation rules
+    (figures, tables, render, latex, provenance, arxiv...) run after the record is written and are left out."""
+    files, logs = upstream_benchmarks([P.summary])
+    return spec(files), spec(logs)
 
 
 rule provenance:
     input:
-        # Rewritten after any compute job reruns, so the record (which reads the benchmark files, not
-        # outputs of any rule) follows every rerun.
+        # Rewritten after any compute job reruns, so the record (which reads the benchmark files and the jobs'
+        # logs, not outputs of any rule) follows every rerun.
         summary=P.summary,
     output:
         report(P.provenance, category="Provenance", caption="report/provenance.rst"),
     params:
         config=spec(CFG),
-        benchmarks=lambda wildcards: compute_benchmarks(),  # when every rule file has been read
+        benchmarks=lambda wildcards: compute_benchmarks()[0],  # when every rule file has been read
+        logs=lambda wildcards: compute_benchmarks()[1],
     log:
         f"{P.logs}/provenance.log",
     benchmark:
         f"{P.benchmarks}/provenance.tsv"
     shell:
         "{PY} -m genreview provenance --spec {params.config:q} --benchmarks {params.benchmarks:q} "
-        "--out {output} > {log} 2>&1"
+        "--logs {params.logs:q} --out {output} > {log} 2>&1"
 
 
 # `snakemake --cores all arxiv`: the paper as an arXiv submission (not part of the default target).

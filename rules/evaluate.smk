@@ -4,29 +4,36 @@ rule evaluate:
         run=rules.train.output.model,
         summary=rules.train.output.summary,
         classifier=rules.train_classifier.output.model,
+        reference=P.reference_features,
     output:
         metrics=P.eval_dir("{model}", "{seed}") + "/metrics.json",
         samples=P.eval_dir("{model}", "{seed}") + "/samples.pt",
+        features=P.eval_dir("{model}", "{seed}") + "/features.pt",
     params:
         spec=lambda w: spec(C.eval_spec(CFG, w.model, int(w.seed))),
         run=lambda w: P.run_dir(w.model, w.seed),
         out=lambda w: P.eval_dir(w.model, w.seed),
     threads: job_threads("sample")
     resources: **res("sample")
+    group: CHAIN_GROUP  # one submitted job per model and seed (rules/common.smk)
     log:
         f"{P.logs}/evaluate/{{model}}_seed{{seed}}.log",
     benchmark:
         f"{P.benchmarks}/evaluate/{{model}}_seed{{seed}}.tsv"
     shell:
         "{PY} -m genreview evaluate --spec {params.spec:q} --run {params.run} "
-        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+        "--classifier {input.classifier} --reference {input.reference} --out {params.out} --threads {threads} "
+        "> {log} 2>&1"
 
 
+# The real side of every score, once per build: the floor and ceiling, and the reference images' classifier
+# features, which every scoring job loads.
 rule reference:
     input:
         classifier=rules.train_classifier.output.model,
     output:
-        P.reference,
+        summary=P.reference,
+        features=P.reference_features,
     params:
         spec=spec(C.reference_spec(CFG)),
     threads: job_threads("reference")
@@ -37,7 +44,7 @@ rule reference:
         f"{P.benchmarks}/reference.tsv"
     shell:
         "{PY} -m genreview reference --spec {params.spec:q} --classifier {input.classifier} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+        "--out {output.summary} --features {output.features} --threads {threads} > {log} 2>&1"
 
 
 rule summarize:

@@ -13,6 +13,7 @@ rule train:
         out=lambda w: P.run_dir(w.model, w.seed),
     threads: job_threads("train")
     resources: **res("train")
+    group: CHAIN_GROUP  # one submitted job per model and seed (rules/common.smk)
     log:
         f"{P.logs}/train/{{model}}_seed{{seed}}.log",
     benchmark:

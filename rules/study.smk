@@ -5,6 +5,7 @@ rule sweep:
         run=rules.train.output.model,
         summary=rules.train.output.summary,
         classifier=rules.train_classifier.output.model,
+        reference=P.reference_features,
     output:
         points=P.sweep_dir("{model}", "{seed}") + "/sweep.json",
         grids=P.sweep_dir("{model}", "{seed}") + "/sweep_grids.pt",
@@ -14,13 +15,15 @@ rule sweep:
         out=lambda w: P.sweep_dir(w.model, w.seed),
     threads: job_threads("sample")
     resources: **res("sample")
+    group: CHAIN_GROUP  # one submitted job per model and seed (rules/common.smk)
     log:
         f"{P.logs}/sweep/{{model}}_seed{{seed}}.log",
     benchmark:
         f"{P.benchmarks}/sweep/{{model}}_seed{{seed}}.tsv"
     shell:
         "{PY} -m genreview sweep --spec {params.spec:q} --run {params.run} "
-        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+        "--classifier {input.classifier} --reference {input.reference} --out {params.out} --threads {threads} "
+        "> {log} 2>&1"
 
 
 rule guidance:
@@ -28,6 +31,7 @@ rule guidance:
         run=rules.train.output.model,
         summary=rules.train.output.summary,
         classifier=rules.train_classifier.output.model,
+        reference=P.reference_features,
     output:
         points=P.guidance_dir("{model}", "{seed}") + "/guidance.json",
         grids=P.guidance_dir("{model}", "{seed}") + "/guidance_grids.pt",
@@ -37,21 +41,26 @@ rule guidance:
         out=lambda w: P.guidance_dir(w.model, w.seed),
     threads: job_threads("sample")
     resources: **res("sample")
+    group: CHAIN_GROUP  # one submitted job per model and seed (rules/common.smk)
     log:
         f"{P.logs}/guidance/{{model}}_seed{{seed}}.log",
     benchmark:
         f"{P.benchmarks}/guidance/{{model}}_seed{{seed}}.tsv"
     shell:
         "{PY} -m genreview guidance --spec {params.spec:q} --run {params.run} "
-        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+        "--classifier {input.classifier} --reference {input.reference} --out {params.out} --threads {threads} "
+        "> {log} 2>&1"
 
 
 # The GAN training-dynamics study (Lucic et al. 2018): short runs of one family over seeds and random
-# hyperparameters, plus the .detach() ablation. It trains its own runs, so it needs no trained model.
+# hyperparameters, plus the .detach() ablation. It trains its own runs, at the precision its main run chose.
 rule dynamics:
     input:
         manifest=P.manifest,
         classifier=rules.train_classifier.output.model,
+        reference=P.reference_features,
+        # the main run's precision and memory format, which the short runs take
+        main_run=lambda w: P.run_dir(w.model, C.model_seeds(CFG, w.model)[0]) + "/train_summary.json",
     output:
         runs=P.dynamics_dir("{model}") + "/dynamics.json",
         grids=P.dynamics_dir("{model}") + "/dynamics_grids.pt",
@@ -66,7 +75,7 @@ rule dynamics:
         f"{P.benchmarks}/dynamics/{{model}}.tsv"
     shell:
         "{PY} -m genreview dynamics --spec {params.spec:q} --classifier {input.classifier} "
-        "--out {params.out} --threads {threads} > {log} 2>&1"
+        "--reference {input.reference} --main-run {input.main_run} --out {params.out} --threads {threads} > {log} 2>&1"
 
 
 # What a trained latent-variable model offers beyond samples: reconstruction (GAN inversion against the
@@ -85,6 +94,7 @@ rule probe:
         out=lambda w: P.probe_dir(w.model, w.seed),
     threads: job_threads("sample")
     resources: **res("sample")
+    group: CHAIN_GROUP  # one submitted job per model and seed (rules/common.smk)
     log:
         f"{P.logs}/probe/{{model}}_seed{{seed}}.log",
     benchmark:
@@ -101,6 +111,7 @@ rule curve:
         run=rules.train.output.model,
         summary=rules.train.output.summary,
         classifier=rules.train_classifier.output.model,
+        reference=P.reference_features,
     output:
         curve=P.curve_dir("{model}", "{seed}") + "/curve.json",
     params:
@@ -109,10 +120,12 @@ rule curve:
         out=lambda w: P.curve_dir(w.model, w.seed),
     threads: job_threads("sample")
     resources: **res("sample")
+    group: CHAIN_GROUP  # one submitted job per model and seed (rules/common.smk)
     log:
         f"{P.logs}/curve/{{model}}_seed{{seed}}.log",
     benchmark:
         f"{P.benchmarks}/curve/{{model}}_seed{{seed}}.tsv"
     shell:
         "{PY} -m genreview curve --spec {params.spec:q} --run {params.run} "
-        "--classifier {input.classifier} --out {params.out} --threads {threads} > {log} 2>&1"
+        "--classifier {input.classifier} --reference {input.reference} --out {params.out} --threads {threads} "
+        "> {log} 2>&1"

@@ -19,7 +19,10 @@ LEDGER = REPO / "paper" / "claims.yaml"
 
 
 def st(mean, std=0.0, n=1):
-    return {"mean": mean, "std": std, "n": n, "values": [mean] * n}
+    """A seed stat with n values of this mean and sample standard deviation."""
+    z = [0.0] if n == 1 else [(2 * i - (n - 1)) for i in range(n)]
+    scale = (sum(x * x for x in z) / (n - 1)) ** 0.5 if n > 1 else 1.0
+    return {"mean": mean, "std": std, "n": n, "values": [mean + std * x / scale for x in z]}
 
 
 def test_the_ledger_holds_enough_claims_each_with_a_source_and_a_test():
@@ -53,16 +56,55 @@ def test_a_broken_ledger_names_the_claim_and_the_problem(tmp_path, change, messa
     assert message in str(e.value) and claim["id"] in str(e.value)
 
 
-@pytest.mark.parametrize("a, b, claimed_way, verdict", [
-    (st(1.0), st(1.2), True, "supported"),          # one seed: 17% apart, beyond the 10% margin
-    (st(1.0), st(1.2), False, "contradicted"),
-    (st(1.0), st(1.05), True, "inconclusive"),      # within the margin
-    (st(1.0, 0.05, 3), st(1.2, 0.05, 3), True, "supported"),    # gap 0.2 > spreads 0.1
-    (st(1.0, 0.15, 3), st(1.2, 0.15, 3), True, "inconclusive"),  # gap 0.2 < spreads 0.3
-    (st(1.0, 0.01, 3), st(1.05, 0.01, 3), False, "contradicted"),  # seeds decide below the margin
+@pytest.mark.parametrize("a, b, expect, verdict, reason", [
+    (st(1.0), st(1.2), "lower", "inconclusive", "one seed"),   # the old rule called 17% apart with one seed supported
+    (st(1.0), st(1.2), "higher", "inconclusive", "one seed"),  # ... and this one contradicted
+    (st(1.0, 0.05, 3), st(1.2, 0.05, 3), "lower", "supported", None),
+    (st(1.0, 0.05, 3), st(1.2, 0.05, 3), "higher", "contradicted", None),
+    (st(1.0, 0.15, 3), st(1.2, 0.15, 3), "lower", "inconclusive", "interval includes no difference"),
+    (st(1.0, 0.01, 3), st(1.01, 0.01, 3), "lower", "equivalent", None),   # within the 10% margin, both ends
+    (st(1.0, 0.01, 5), st(1.05, 0.01, 5), "higher", "equivalent", None),  # a decisive gap inside the margin
+    (st(1.0, 0.01, 5), st(1.15, 0.01, 5), "higher", "contradicted", None),
 ])
-def test_the_gap_rule(a, b, claimed_way, verdict):
-    assert CL._gap_verdict(claimed_way, abs(a["mean"] - b["mean"]), a, b, 0.1) == verdict
+def test_the_compare_rule(a, b, expect, verdict, reason):
+    """The ledger's compare rule asks the engine: an interval over seeds, never one seed's gap."""
+    summary = {"profile": "t", "order": ["x", "y"],
+               "models": {n: {"n_ok": v["n"], "family": "f", "display": n, "metrics": {"fd": v}}
+                          for n, v in (("x", a), ("y", b))}}
+    ledger = {"sources": {}, "claims": [{"id": "c", "claim": "x", "sources": [], "topic": "t", "test": "compare",
+                                         "quantity": "fd", "a": "x", "b": "y", "expect": expect}]}
+    r = CL.evaluate(summary, ledger)["by_id"]["c"]
+    assert (r["verdict"], r["reason"]) == (verdict, reason)
+    assert r["seeds"] == [a["n"], b["n"]]
+    assert ("[" in r["effect"]["text"]) == (a["n"] > 1), "an interval exactly when there are seeds"
+
+
+def test_benjamini_hochberg_spans_the_ledger():
+    """A comparison decisive alone loses its verdict among many null ones: the ledger corrects for its tests."""
+    models = {"x": st(1.0, 0.1, 3), "y": st(1.3, 0.1, 3)}
+    claims = [{"id": "c0", "claim": "x", "sources": [], "topic": "t", "test": "compare", "quantity": "fd",
+               "a": "x", "b": "y", "expect": "lower"}]
+    for i in range(30):
+        models[f"n{i}"] = st(1.0, 0.1 + 0.001 * i, 3)
+        models[f"m{i}"] = st(1.0 + 0.002 * i, 0.1, 3)
+        claims.append({**claims[0], "id": f"c{i + 1}", "a": f"n{i}", "b": f"m{i}"})
+    summary = {"profile": "t", "order": list(models),
+               "models": {n: {"n_ok": 3, "family": "f", "display": n, "metrics": {"fd": v}} for n, v in models.items()}}
+    alone = CL.evaluate(summary, {"sources": {}, "claims": claims[:1]})["by_id"]["c0"]
+    among = CL.evaluate(summary, {"sources": {}, "claims": claims})["by_id"]["c0"]
+    assert alone["verdict"] == "supported" and alone["p"] < 0.05
+    assert among["p"] == alone["p"] and among["p_adj"] > 0.05 and among["verdict"] == "inconclusive"
+    assert among["reason"] == "not significant after correction"
+
+
+def test_the_ledger_reads_its_statistical_settings(tmp_path):
+    led = yaml.safe_load(LEDGER.read_text())
+    assert CL.load_ledger(LEDGER)["alpha"] == led["alpha"]
+    for key, bad in (("alpha", 1.5), ("margin", -0.1), ("alpha", "small")):
+        path = tmp_path / "claims.yaml"
+        path.write_text(yaml.safe_dump({**led, key: bad}))
+        with pytest.raises(CL.LedgerError, match=key):
+            CL.load_ledger(path)
 
 
 def _summary(tmp_path, **kw):
@@ -76,21 +118,24 @@ def _verdict(summary, cid):
 
 def test_threshold_rule_on_both_sides(tmp_path):
     s = _summary(tmp_path, seeds=(0,))
-    s["models"]["dcgan"]["metrics"]["sample_ms_per_image"] = st(2.0)
+    s["models"]["dcgan"]["metrics"]["latency_ms"] = st(2.0, 0.2, 3)
     assert _verdict(s, "gan_real_time")["verdict"] == "supported"
-    s["models"]["dcgan"]["metrics"]["sample_ms_per_image"] = st(80.0)
+    s["models"]["dcgan"]["metrics"]["latency_ms"] = st(80.0, 2.0, 3)
     assert _verdict(s, "gan_real_time")["verdict"] == "contradicted"
-    s["models"]["dcgan"]["metrics"]["sample_ms_per_image"] = st(32.0)
+    s["models"]["dcgan"]["metrics"]["latency_ms"] = st(32.0, 10.0, 3)
     assert _verdict(s, "gan_real_time")["verdict"] == "inconclusive"
+    s["models"]["dcgan"]["metrics"]["latency_ms"] = st(2.0)
+    r = _verdict(s, "gan_real_time")
+    assert (r["verdict"], r["reason"]) == ("inconclusive", "one seed"), "one seed is never a verdict"
 
 
 def test_family_selectors_pick_the_best_member_and_skip_conditional_models(tmp_path):
     s = _summary(tmp_path, seeds=(0,))
     for name, fd in [("ddpm", 50.0), ("iddpm", 20.0), ("guided_ldm", 1.0), ("dcgan", 30.0), ("vae", 90.0)]:
-        s["models"][name]["metrics"]["fd"] = st(fd)
+        s["models"][name]["metrics"]["fd"] = st(fd, 1.0, 3)
     for name in s["order"]:
         if name not in ("ddpm", "iddpm", "guided_ldm", "dcgan", "vae"):
-            s["models"][name]["metrics"]["fd"] = st(200.0)
+            s["models"][name]["metrics"]["fd"] = st(200.0, 1.0, 3)
     r = _verdict(s, "diffusion_best_quality")
     assert (r["numbers"]["a"], r["numbers"]["b"]) == ("iddpm", "dcgan")  # guided_ldm is class-conditional
     assert r["verdict"] == "supported"
@@ -135,14 +180,14 @@ def test_altering_the_results_changes_the_verdicts_and_the_sentences(tmp_path):
     verdicts, the counts and the sentences that quote them change."""
     path = make_summary(tmp_path / "results", seeds=(0, 1))
     s = load_json(path)
-    s["models"]["vae"]["metrics"]["sharpness"] = st(0.01, 0.001, 2)
-    s["models"]["dcgan"]["metrics"]["sharpness"] = st(0.03, 0.001, 2)
+    s["models"]["vae"]["metrics"]["blur"] = st(0.8, 0.01, 2)
+    s["models"]["dcgan"]["metrics"]["blur"] = st(0.3, 0.001, 2)
     save_json(s, path)
     before = _section(tmp_path / "a", path)
     verdicts = json.loads((tmp_path / "a" / "claims.json").read_text())
     assert verdicts["by_id"]["vae_blurrier_than_gan"]["verdict"] == "supported"
 
-    s["models"]["vae"]["metrics"]["sharpness"] = st(0.05, 0.001, 2)  # the VAE now the sharper
+    s["models"]["vae"]["metrics"]["blur"] = st(0.05, 0.001, 2)  # the VAE now the sharper
     save_json(s, path)
     after = _section(tmp_path / "b", path)
     changed = json.loads((tmp_path / "b" / "claims.json").read_text())
@@ -154,7 +199,18 @@ def test_altering_the_results_changes_the_verdicts_and_the_sentences(tmp_path):
     assert "0.0500" in after and "0.0500" not in before  # the number quoted beside the verdict
     table = (tmp_path / "b" / "tables" / "claims.tex").read_text()
     row = next(line for line in table.splitlines() if line.startswith(claim))
-    assert "contradicted" in row
+    assert "contradicted" in row and "blur" in row and "adjusted $p" in row, row
+
+
+def test_one_seed_is_never_a_bare_verdict_in_the_table(tmp_path):
+    path = make_summary(tmp_path / "results", seeds=(0,))
+    _section(tmp_path / "a", path)
+    result = json.loads((tmp_path / "a" / "claims.json").read_text())
+    one = [r for r in result["claims"] if r["reason"] == "one seed"]
+    assert one and all(r["verdict"] == "inconclusive" for r in one) and result["one_seed"] == len(one)
+    table = (tmp_path / "a" / "tables" / "claims.tex").read_text()
+    row = next(line for line in table.splitlines() if line.startswith(one[0]["claim"]))
+    assert "inconclusive} (one seed)" in row, row
 
 
 def test_the_comparison_table_fills_every_cell_from_the_summary(tmp_path):

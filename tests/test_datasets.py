@@ -138,7 +138,7 @@ def test_domain_classifier_learns_rgb(rgb_classifier):
 def test_protocol_scores_rgb_samples(rgb_classifier, rgb_train, rgb_test, tmp_path):
     path, _ = rgb_classifier
     cfg = EvalConfig(n_samples=100, n_reference=200, kid_subset_size=50, kid_subsets=5, is_splits=5)
-    ref = Reference(load_classifier(path), E.reference_images(rgb_test.images, cfg), cfg)
+    ref = Reference.from_images(load_classifier(path), E.reference_images(rgb_test.images, cfg), cfg)
     torch.manual_seed(0)
     model = build("vae", smoke_hparams("vae"), RGB)
     _two_steps(model, rgb_train)

@@ -11,7 +11,8 @@ import torch
 
 from genreview import config as C
 from genreview.studies.dynamics import DynamicsConfig, draw, drawn_fields, dynamics_run, plan
-from genreview.evaluation.metrics import Reference, class_coverage
+from genreview.evaluation.evaluate import shared_reference
+from genreview.evaluation.metrics import class_coverage
 from genreview.models import GMMConfig
 from genreview.models.dcgan import DCGAN, DCGANConfig
 from genreview.models import WGAN, WGANGP, CGANConfig, WGANConfig, WGANGPConfig
@@ -107,6 +108,23 @@ def test_class_coverage_tells_collapse_from_a_full_histogram():
 
 # --------------------------------------------------------------------------- a job end to end
 
+def test_short_runs_take_the_precision_their_main_run_chose(fmnist_root):
+    """A model whose precision and memory format are "auto" trains its short runs as its main run chose
+    (that run's train_summary.json); without one, fp32 and contiguous. A configured setting stays."""
+    import genreview.studies.dynamics as M
+
+    spec = _spec("dcgan", fmnist_root, steps=3, seeds=[0], draws=0, n_samples=50, grid=4)
+    spec["train_spec"]["train"].update(precision="auto", memory_format="auto")
+    dyn, run = DynamicsConfig(**spec["dynamics"]), M.plan(spec)[0]
+    chosen = {"precision": "bf16", "memory_format": "channels_last"}
+    ts = M._run_spec(spec, run, dyn, 60000, chosen)["train"]
+    assert (ts["precision"], ts["memory_format"]) == ("bf16", "channels_last")
+    ts = M._run_spec(spec, run, dyn, 60000)["train"]
+    assert (ts["precision"], ts["memory_format"]) == ("fp32", "contiguous")
+    spec["train_spec"]["train"].update(precision="fp32")
+    assert M._run_spec(spec, run, dyn, 60000, chosen)["train"]["precision"] == "fp32"
+
+
 def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir, tmp_path, monkeypatch):
     import genreview.studies.dynamics as M
 
@@ -114,7 +132,7 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
     spec["train_spec"]["train"].update(precision="auto", memory_format="auto")
     clf, out = tiny_classifier_dir / "classifier.pt", tmp_path / "dcgan"
     built = []
-    monkeypatch.setattr(M, "Reference", lambda *a: built.append(1) or Reference(*a))
+    monkeypatch.setattr(M, "shared_reference", lambda *a: built.append(1) or shared_reference(*a))
     res = dynamics_run(spec, clf, out)
     monkeypatch.undo()
     assert len(built) == 1, "one reference per job, shared by its runs"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
+from genreview.models.base import set_mirrored
 from genreview.models.likelihood import LOG_LEVELS, bits_per_dim, dequantize
 from genreview.models.flow import ActNorm, Flow, FlowConfig
 
@@ -26,7 +27,7 @@ def _randomize(model: Flow, seed: int, scale: float = 0.1) -> Flow:
             p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
         for m in model.modules():
             if isinstance(m, ActNorm):
-                m.initialized.fill_(True)
+                set_mirrored(m, "initialized", True)
     return model.eval()
 
 

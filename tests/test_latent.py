@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from genreview.data import Batches, to_unit
+from genreview.models.base import set_mirrored
 from genreview.models.ldm import GuidedLatentDiffusionConfig, LatentDiffusion, LatentDiffusionConfig
 from genreview.training.config import TrainConfig
 from genreview.training.trainer import Trainer
@@ -248,8 +249,8 @@ def test_cond_drop_replaces_the_expected_fraction(small_train):
 
     # and training does pass dropped labels to the denoiser in stage 2
     torch.manual_seed(0)
-    model.total_steps.fill_(1)
-    model.steps_done.fill_(1)
+    set_mirrored(model, "total_steps", 1)
+    set_mirrored(model, "steps_done", 1)
     seen = []
     model.unet.register_forward_pre_hook(lambda mod, args: seen.append(args[2]))
     x, y = to_unit(small_train.images[:1000]), small_train.labels[:1000]

@@ -33,7 +33,7 @@ def real_train(train_split):
 @pytest.fixture(scope="module")
 def reference(tiny_classifier, real_test, eval_cfg):
     clf, _ = tiny_classifier
-    return Reference(clf, real_test, eval_cfg)
+    return Reference.from_images(clf, real_test, eval_cfg)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_inception_fid_when_weights_are_configured(tiny_classifier, real_test, t
     clf, _ = tiny_classifier
     cfg = EvalConfig(n_samples=8, n_reference=8, kid_subset_size=4, kid_subsets=2, is_splits=2,
                      inception_weights=str(weights))
-    ref = Reference(clf, real_test[:8], cfg)
+    ref = Reference.from_images(clf, real_test[:8], cfg)
     out = ref.score(real_test[:8])
     assert "fid_inception" in out and abs(out["fid_inception"]) < 1e-2, out.get("fid_inception")
     noisy = ref.score(uniform_noise(8, (1, 28, 28), seed=0))
@@ -238,3 +238,85 @@ def test_fd_infinity_is_deterministic_and_needs_enough_samples():
     assert np.allclose(np.diff(1 / sizes), np.diff(1 / sizes)[0], rtol=0.05, atol=2e-6), "not even in 1/N"
     few = np.random.default_rng(0).normal(size=(FD_INF_PER_DIM * 8 - 1, 8))
     assert fd_infinity(few, np.zeros(8), np.eye(8), seed=0) == {"fd_inf": None, "fd_inf_slope": None}
+
+
+# --------------------------------------------------------------------------- one pass, one reference
+
+@pytest.mark.parametrize("pr_k,dc_k", [(3, 5), (1, 2), (4, 4)])
+def test_prdc_in_torch_equals_the_authors_code(pr_k, dc_k):
+    """The one-matrix torch version against `prdc.compute_prdc` (the oracle), with the reference's radii
+    computed here or passed in as a Reference keeps them: the same counts, so the same numbers."""
+    from genreview.evaluation.metrics import knn_radii
+    rng = np.random.default_rng(1)
+    real = rng.normal(0, 1, (300, 16)).astype(np.float32)
+    fake = rng.normal(0.3, 0.8, (250, 16)).astype(np.float32)
+    rp, rd = _ref(real, fake, pr_k), _ref(real, fake, dc_k)
+    want = {"precision": rp["precision"], "recall": rp["recall"], "density": rd["density"],
+            "coverage": rd["coverage"]}
+    for got in (prdc(real, fake, pr_k, dc_k), prdc(real, fake, pr_k, dc_k, knn_radii(real, {pr_k, dc_k}))):
+        assert {k: got[k] for k in ("precision", "recall", "coverage")} == \
+            {k: float(want[k]) for k in ("precision", "recall", "coverage")}
+        assert got["density"] == pytest.approx(float(want["density"]), rel=1e-12)
+
+
+def test_scores_equal_torchmetrics_on_images(tiny_classifier, reference, real_test, real_train, eval_cfg):
+    """FD, KID and IS from the one pass (`embed`, then torchmetrics on the given features) equal
+    torchmetrics run on the images with the classifier as its feature extractor (the oracle)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.inception import InceptionScore
+    from torchmetrics.image.kid import KernelInceptionDistance
+    from genreview.evaluation.classifier import Features
+    from genreview.evaluation.metrics import _batched
+
+    clf, _ = tiny_classifier
+
+    class Logits(torch.nn.Module):
+        def forward(self, x):
+            return clf(x.float() / 255)
+
+    fid = FrechetInceptionDistance(feature=Features(clf))
+    kid = KernelInceptionDistance(feature=Features(clf), subsets=eval_cfg.kid_subsets,
+                                  subset_size=eval_cfg.kid_subset_size)
+    inc = InceptionScore(feature=Logits(), splits=eval_cfg.is_splits)
+    for b in _batched(real_test):
+        fid.update(b, real=True)
+        kid.update(b, real=True)
+    for b in _batched(real_train):
+        fid.update(b, real=False)
+        kid.update(b, real=False)
+        inc.update(b)
+    torch.manual_seed(eval_cfg.seed)  # as Reference.score draws KID's subsets, then IS's permutation
+    kid_mean, _ = kid.compute()
+    is_mean, _ = inc.compute()
+    got = reference.score(real_train)
+    assert got["fd"] == pytest.approx(float(fid.compute()), rel=1e-9)
+    assert got["kid"] == pytest.approx(float(kid_mean), rel=1e-6)
+    assert got["is"] == pytest.approx(float(is_mean), rel=1e-6)
+
+
+def test_the_classifier_runs_once_per_set_of_images(tiny_classifier, reference, real_train, monkeypatch):
+    """Scoring a sample set passes it through the classifier once (FD, KID, IS, precision/recall and the
+    class predictions all read that pass), not once per metric."""
+    clf, _ = tiny_classifier
+    seen = []
+    original = type(clf).features
+    monkeypatch.setattr(type(clf), "features", lambda self, x: seen.append(len(x)) or original(self, x))
+    reference.score(real_train)
+    assert sum(seen) == len(real_train), f"the classifier saw {sum(seen)} images for a set of {len(real_train)}"
+
+
+def test_a_saved_reference_scores_as_the_computed_one(tiny_classifier, reference, real_train, eval_cfg, tmp_path):
+    """The `reference` rule's file, loaded by a scoring job, gives the same numbers as a reference computed
+    in the job; a file made with another classifier or other reference images is refused, naming the fix."""
+    from genreview.files import ResultsFileError
+    clf, _ = tiny_classifier
+    path = tmp_path / "reference_features.pt"
+    selection = {"dataset": "fashion_mnist", "n_reference": N, "seed": eval_cfg.seed}
+    reference.write(path, "digest-a", selection)
+    loaded = Reference.load(path, clf, eval_cfg, "digest-a", selection)
+    assert loaded.score(real_train) == reference.score(real_train)
+    assert torch.equal(loaded.predicted, reference.predicted)
+    with pytest.raises(ResultsFileError, match="another classifier.*rebuild it with `snakemake"):
+        Reference.load(path, clf, eval_cfg, "digest-b", selection)
+    with pytest.raises(ResultsFileError, match="another selection of test images"):
+        Reference.load(path, clf, eval_cfg, "digest-a", {**selection, "n_reference": 0})

@@ -17,7 +17,7 @@ from genreview import provenance as prov
 from genreview.publish.latex import LatexError, build_pdf
 from genreview.models import DISPLAY, REGISTRY, build
 from genreview.publish.render import RenderError, render, tex_escape
-from genreview.publish.formatting import fmt, pm
+from genreview.publish.formatting import fmt, pm, times
 from genreview.publish.verdicts import compare
 from genreview.summary.collect import METRICS, TRAIN_METRICS, collect
 from genreview.publish.tables.results import QUALITY
@@ -343,31 +343,44 @@ def test_tex_escape():
 # --------------------------------------------------------------------------- words and numbers
 
 def st(mean, std=0.0, n=1):
-    return {"mean": mean, "std": std, "n": n, "values": [mean] * n}
+    """A seed stat with n values of this mean and sample standard deviation."""
+    z = [0.0] if n == 1 else [(2 * i - (n - 1)) for i in range(n)]
+    scale = (sum(x * x for x in z) / (n - 1)) ** 0.5 if n > 1 else 1.0
+    return {"mean": mean, "std": std, "n": n, "values": [mean + std * x / scale for x in z]}
 
 
 def test_compare_picks_the_word_from_the_numbers():
-    low, high = st(10.0), st(20.0)
-    # FD: lower is better; the word says how a compares with b.
-    assert compare(low, high, lower_is_better=True, words=("lower", "higher")).word == "lower"
-    assert compare(high, low, lower_is_better=True, words=("lower", "higher")).word == "higher"
-    # IS: higher is better.
-    assert compare(high, low, lower_is_better=False, words=("higher", "lower")).word == "higher"
-    assert compare(low, high, lower_is_better=False, words=("higher", "lower")).word == "lower"
-    assert compare(low, high, lower_is_better=True).word == "better"
-    assert compare(low, high, lower_is_better=False).word == "worse"
-    assert str(compare(low, high, True)) == "better"
+    """compare(a, b, metric, words): words = (a's value lower, a's value higher); the direction of "better"
+    is the metric table's, not the template's."""
+    low, high = st(10.0, 0.5, 3), st(20.0, 0.5, 3)
+    assert compare(low, high, "fd").word == "lower than"
+    assert compare(high, low, "fd").word == "higher than"
+    assert compare(high, low, "is").word == "higher than"
+    assert compare(low, high, "sample_ms_per_image", ("faster than", "slower than")).word == "faster than"
+    assert compare(low, high, "fd", ("better than", "worse than")).word == "better than"
+    assert str(compare(low, high, "fd")) == "lower than"
 
 
 def test_compare_ties_and_decisiveness():
-    assert compare(st(10.0), st(10.1), True, ("lower", "higher")).word == "about the same as"
-    assert compare(st(10.1), st(10.0), True, ("lower", "higher")).word == "about the same as"
-    assert compare(st(10.0), st(10.5), True, ("lower", "higher")).word == "lower", "5% apart is not a tie"
-    assert compare(st(10.0), st(10.5), True, tie_rel=0.1).word == "about the same as"
-    c = compare(st(10.4, 0.1, 3), st(20.8, 0.2, 3), True)
+    """"About the same as" only when the whole interval lies inside the margin; decisive only with seeds."""
+    assert compare(st(10.0, 0.05, 3), st(10.1, 0.05, 3), "fd").word == "about the same as"
+    assert compare(st(10.0), st(10.1), "fd").word == "lower than", "one seed: no interval, so never equivalent"
+    wide = compare(st(10.0, 3.0, 3), st(10.1, 3.0, 3), "fd")
+    assert wide.word == "lower than" and wide.kind == "inconclusive", "a wide interval is not a tie"
+    c = compare(st(10.4, 0.1, 3), st(20.8, 0.2, 3), "fd")
     assert c.decisive and c.n == 3 and c.ratio == pytest.approx(0.5) and (c.a, c.b) == ("10.4", "20.8")
-    assert not compare(st(10.0, 6.0, 3), st(20.0, 6.0, 3), True).decisive, "gap 10 < spread 12"
-    assert not compare(st(10.0), st(20.0), True).decisive, "one seed is never decisive"
+    assert c.evidence == "3 seeds each; FD 0.500$\\times$ [0.489, 0.511]"
+    assert not compare(st(10.0, 6.0, 3), st(20.0, 6.0, 3), "fd").decisive, "the interval includes no difference"
+    assert not compare(st(10.0), st(20.0), "fd").decisive, "one seed is never decisive"
+
+
+def test_times_reads_near_one():
+    """times() never writes 'about as as much' or 'about as faster' (the phrase it is given finishes it)."""
+    assert times(1.0, "as much") == "about as much" and times(1.02, "faster") == "about as fast"
+    assert times(0.97) == "about" and times(3.21, "faster") == "3.2 times faster" and times(3.21) == "3.2 times"
+    assert times(2.0, "as much") == "2 times as much" and times(None) == "n/a"
+    with pytest.raises(ValueError, match="unknown phrase"):
+        times(2.0, "quicker")
 
 
 def test_number_formatting():

@@ -112,3 +112,81 @@ def test_the_command_line_writes_the_record(benchmarks, tmp_path):
     record = json.loads(out.read_text())
     assert record["profile"] == "smoke" and record["total"]["n_jobs"] == 3
     assert record["config_sha256"] == prov.config_hash(_cfg())
+
+
+# --------------------------------------------------------------------------- where each job ran
+
+def _ran_on(host: str, gpu: str = "none", torch: str = "2.4.0") -> dict:
+    return {"host": host, "cpu": f"CPU of {host.rstrip('0123456789')}", "cores_available": 8, "gpu": gpu,
+            "gpu_memory_gib": 80.0 if gpu != "none" else None, "torch": torch, "threads": 8, "slurm_job_id": "42"}
+
+
+def _log(path, *records: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("07:01:00 INFO training...\n" + "".join(
+        f"07:02:00 INFO {prov.job_hardware_line(r)}\n" for r in records))
+    return path
+
+
+def test_each_step_writes_where_it_ran_to_its_log(tmp_path, monkeypatch, caplog):
+    import dataclasses
+
+    from genreview import __main__ as cli
+
+    seen = {}
+    monkeypatch.setitem(cli.COMMANDS, "train", dataclasses.replace(
+        cli.COMMANDS["train"], run=lambda fn, spec, a: seen.setdefault("spec", spec)))  # the step, without training
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    with caplog.at_level("INFO", logger="genreview"):
+        assert main(["train", "--config", str(CONFIG_YAML), "--profile", "smoke", "--model", "gmm", "--threads", "3",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert seen["spec"]["model"] == "gmm"
+    log = tmp_path / "train.log"
+    log.write_text(caplog.text)
+    hw = prov.read_job_hardware(log)
+    assert hw is not None, f"no {prov.JOB_HARDWARE_MARK!r} line in the step's log:\n{caplog.text}"
+    assert hw["host"] and hw["cpu"] == prov.cpu_model() and hw["slurm_job_id"] == "4242"
+    assert hw["threads"] >= 1 and hw["torch"] and hw["cores_available"] >= 1
+    assert hw["gpu"] == "none", "a step that never initialised CUDA used no GPU"
+    assert prov.read_job_hardware(tmp_path / "absent.log") is None
+    assert prov.read_job_hardware(_log(tmp_path / "old.log")) is None, "a log from before the records: none"
+
+
+def test_the_record_lists_where_each_job_ran(benchmarks, tmp_path):
+    logs_dir = tmp_path / "logs" / "smoke"
+    _log(logs_dir / "train" / "vae_seed0.log", _ran_on("gpu07", "NVIDIA H100"))
+    _log(logs_dir / "train" / "dcgan_seed0.log", _ran_on("cpu03"), _ran_on("gpu12", "NVIDIA H100"))  # a retry
+    files = prov.benchmark_files(benchmarks)
+    logs = prov.log_files(files, benchmarks, logs_dir)
+    assert logs[str(benchmarks / "train" / "vae_seed0.tsv")] == str(logs_dir / "train" / "vae_seed0.log")
+    assert logs[str(benchmarks / "summarize.tsv")] == str(logs_dir / "summarize.log")  # written by no one here
+
+    record = prov.build(_cfg(), files, logs)
+    train, summarize = record["rules"]
+    jobs = {j["job"]: j for j in train["jobs"]}
+    assert jobs["vae_seed0"]["ran_on"]["host"] == "gpu07"
+    assert jobs["dcgan_seed0"]["ran_on"]["host"] == "gpu12", "the last attempt's record counts"
+    assert train["machines"] == [{"cpu": "CPU of gpu", "gpu": "NVIDIA H100", "gpu_memory_gib": 80.0,
+                                  "torch": "2.4.0", "hosts": ["gpu07", "gpu12"], "n_jobs": 2}]
+    assert train["n_jobs_unrecorded"] == 0
+    assert summarize["machines"] == [] and summarize["n_jobs_unrecorded"] == 1
+    assert summarize["jobs"][0]["ran_on"] is None
+    assert record["machines"] == [{**train["machines"][0], "rules": {"train": 2}}]
+    assert record["hardware"]["cpu"] == prov.cpu_model(), "`hardware` stays the machine that wrote the record"
+    assert prov.build(_cfg(), files)["rules"][0]["n_jobs_unrecorded"] == 2, "without logs, nothing is known"
+
+
+def test_the_command_line_reads_the_logs_beside_the_benchmarks(benchmarks, tmp_path):
+    logs_dir = tmp_path / "logs" / "smoke"
+    _log(logs_dir / "summarize.log", _ran_on("login1"))
+    out = tmp_path / "provenance.json"
+    assert main(["provenance", "--config", str(CONFIG_YAML), "--profile", "smoke", "--benchmark-dir", str(benchmarks),
+                 "--log-dir", str(logs_dir), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert [(m["hosts"], m["rules"]) for m in record["machines"]] == [(["login1"], {"summarize": 1})]
+
+    bench = str(benchmarks / "summarize.tsv")
+    assert main(["provenance", "--config", str(CONFIG_YAML), "--profile", "smoke",
+                 "--benchmarks", json.dumps({"summarize": [bench]}),
+                 "--logs", json.dumps({bench: str(logs_dir / "summarize.log")}), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["rules"][0]["jobs"][0]["ran_on"]["host"] == "login1"

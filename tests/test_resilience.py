@@ -43,7 +43,7 @@ RUN = Path(P.run_dir(MODEL, SEED))
 TRAIN_OUTPUTS = ["model.pt", "train_summary.json", "train_log.jsonl", "progress.pt"]  # rules/models.smk
 # Fields that measure time or the machine's memory: the only ones two runs of the same computation may disagree on.
 TIMING_KEYS = {"wall", "elapsed", "train_seconds", "ms_per_step", "calibration_ms", "sample_ms_per_image",
-               "bpd_ms_per_image", "bpd_seconds", "images_per_s", "peak_memory_mb"}
+               "bpd_ms_per_image", "bpd_seconds", "images_per_s", "peak_memory_mb", "latency_ms"}
 
 
 # --------------------------------------------------------------------------- helpers

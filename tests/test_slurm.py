@@ -9,8 +9,10 @@ shows the exact sbatch call of every job that became ready.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -24,6 +26,8 @@ from genreview.provenance import config_hash
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 
 PROFILE = "profiles/slurm"
+CHAIN_RULES = {"train", "evaluate", "sweep", "guidance", "probe", "curve"}  # one group job per model and seed
+CLASSICAL = {m for m, (cls, _) in REGISTRY.items() if cls.classical}
 NETWORK_RULES = {"train_classifier", "train", "evaluate", "sweep", "guidance", "probe", "curve", "dynamics",
                  "reproduce"}
 LIGHT_RULES = {"prepare_data", "summarize", "claims", "figures", "tables", "render", "latex", "provenance", "arxiv"}
@@ -58,26 +62,50 @@ def _run(workdir: Path, *args: str, env: dict | None = None, timeout: int = 240)
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env or _env())
 
 
-def _jobs(output: str) -> list[tuple[str, dict]]:
-    """(rule, resources) of every job a dry run lists: `resources: tmpdir=/tmp, mem_mb=16000, gpu=1, ...`."""
-    jobs = []
-    for block in re.split(r"^\[[^\]]+\]\n", output, flags=re.M)[1:]:
-        m = re.match(r"(?:local)?rule (\w+):", block)
+def _plan(output: str) -> list[dict]:
+    """Every job a dry run lists: its rule, resources (`resources: tmpdir=/tmp, mem_mb=16000, gpu=1, ...`),
+    wildcards, outputs, shell command (with -p) and group: the id of the `Group job <id> (...)` block it is listed
+    in (indented under it), or None."""
+    jobs, group = [], None
+    parts = re.split(r"^( *)\[[^\]\n]+\]", output, flags=re.M)
+    for indent, block in zip(parts[1::2], parts[2::2]):
+        header = re.match(r" Group job (\S+) ", block)
+        if header:
+            group = header.group(1)
+            continue
+        m = re.match(r"\s*(?:local)?rule (\w+):", block)
         if not m:
             continue
-        found = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
-        pairs = [p.split("=", 1) for p in found.group(1).split(", ")] if found else []
-        jobs.append((m.group(1), {k: v for k, v in pairs}))
+
+        def field(name, block=block):
+            found = re.search(rf"^\s+{name}: (.*)$", block, flags=re.M)
+            return found.group(1) if found else ""
+
+        pairs = [p.split("=", 1) for p in field("resources").split(", ") if "=" in p]
+        shell = re.search(r"^\s*Shell command: (.*)$", block, flags=re.M)
+        jobs.append({"rule": m.group(1), "resources": {k: v for k, v in pairs},
+                     "wildcards": dict(p.split("=", 1) for p in field("wildcards").split(", ") if "=" in p),
+                     "output": [f for f in field("output").split(", ") if f], "shell": shell and shell.group(1),
+                     "group": group if indent else None})
+    return jobs
+
+
+def _jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job a dry run lists."""
+    return [(j["rule"], j["resources"]) for j in _plan(output)]
+
+
+def _dry_plan(workdir: Path, *args: str) -> list[dict]:
+    r = _run(workdir, "-n", "--profile", PROFILE, *args)
+    assert r.returncode == 0, f"the SLURM profile's dry run failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    jobs = _plan(r.stdout + r.stderr)
+    assert {j["rule"] for j in jobs} >= {"train", "evaluate", "train_classifier", "render", "latex"}, \
+        f"the dry run's job listing did not parse:\n{r.stdout[-3000:]}"
     return jobs
 
 
 def _dry_run(workdir: Path) -> list[tuple[str, dict]]:
-    r = _run(workdir, "-n", "--profile", PROFILE)
-    assert r.returncode == 0, f"the SLURM profile's dry run failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    jobs = _jobs(r.stdout + r.stderr)
-    assert {rule for rule, _ in jobs} >= {"train", "evaluate", "train_classifier", "render", "latex"}, \
-        f"the dry run's job listing did not parse:\n{r.stdout[-3000:]}"
-    return jobs
+    return [(j["rule"], j["resources"]) for j in _dry_plan(workdir)]
 
 
 def _private_data_root(fmnist_root: Path, tmp_path: Path) -> Path:
@@ -149,15 +177,17 @@ def test_dry_run_plans_the_declared_resources(fmnist_root, tmp_path):
     raw = _config(fmnist_root)
     workdir = copy_workflow(tmp_path / "wf", raw)
     cluster = C.cluster_config(raw)
-    jobs = _dry_run(workdir)
+    plan = _dry_plan(workdir)
+    jobs = [(j["rule"], j["resources"]) for j in plan]
     trained = {rule for rule, _ in jobs}
-    for rule, res in jobs:
+    for job in plan:
+        rule, res = job["rule"], job["resources"]
         if rule in KIND:
             kind = KIND[rule]
             assert res.get("mem_mb") == str(cluster["mem_mb"][kind]), f"{rule}: {res}"
             assert res.get("runtime") == str(cluster["runtime"][kind]), f"{rule}: {res}"
             want = "1" if rule in NETWORK_RULES else None
-            if rule == "train" and res.get("gpu") == "0":  # a classical model, fitted by EM on the CPU
+            if rule in NETWORK_RULES and job["wildcards"].get("model") in CLASSICAL:  # fitted by EM on the CPU
                 want = "0"
             assert res.get("gpu") == want, f"{rule}: {res}"
         else:
@@ -165,8 +195,9 @@ def test_dry_run_plans_the_declared_resources(fmnist_root, tmp_path):
         assert "slurm_account" not in res and "slurm_partition" not in res, \
             f"with SBATCH_ACCOUNT/SBATCH_PARTITION unset the plugin's defaults apply: {rule}: {res}"
     assert sum(rule == "train" for rule, _ in jobs) == len(REGISTRY)
-    assert sum(rule == "train" and res.get("gpu") == "0" for rule, res in jobs) == \
-        sum(cls.classical for cls, _ in REGISTRY.values()), "only the classical models' train jobs ask for no GPU"
+    assert sum(rule == "train" and res.get("gpu") == "0" for rule, res in jobs) == len(CLASSICAL), \
+        "only the classical models' train jobs ask for no GPU"
+    assert {j["rule"] for j in plan if j["wildcards"].get("model") in CLASSICAL} >= {"train", "evaluate"}
     assert {"dynamics", "curve", "sweep", "probe", "guidance", "reference"} <= trained
 
 
@@ -181,6 +212,49 @@ def test_changing_the_cluster_section_changes_the_plan(fmnist_root, tmp_path):
     evaluate = [res for rule, res in jobs if rule == "evaluate"]
     assert evaluate and all(r.get("mem_mb") == "2345" for r in evaluate), evaluate[:2]
     assert not [rule for rule, res in jobs if "gpu" in res], "device: cpu must ask for no GPU"
+
+
+def test_each_model_and_seed_is_one_group_job(fmnist_root, tmp_path):
+    """One dry run: the jobs of each model at each seed (train, evaluate and the studies of that run) form one
+    group, named for the model and the seed, that holds one chain_slot per member (run one after another); the
+    other compute jobs stay on their own; a classical model's chain asks for no GPU; and the provenance step is
+    given every compute job's log, where the job writes the machine it ran on."""
+    workdir = copy_workflow(tmp_path / "wf", _config(fmnist_root))
+    plan = _dry_plan(workdir, "--printshellcmds")
+    chains: dict[str, list[dict]] = {}
+    for job in plan:
+        if job["rule"] in CHAIN_RULES:
+            w = job["wildcards"]
+            assert job["group"] == f"chain_{w['model']}_seed{w['seed']}", f"{job['rule']} {w}: group {job['group']}"
+            assert job["resources"].get("chain_slot") == "1", f"{job['rule']} {w}: {job['resources']}"
+            chains.setdefault(job["group"], []).append(job)
+        else:
+            assert job["group"] is None, f"{job['rule']} {job['wildcards']} is in group {job['group']}"
+            assert "chain_slot" not in job["resources"], f"{job['rule']}: {job['resources']}"
+    trains = [j for j in plan if j["rule"] == "train"]
+    assert len(chains) == len(trains) == len(REGISTRY), sorted(chains)
+    for group, members in chains.items():
+        rules = sorted(j["rule"] for j in members)
+        assert rules.count("train") == 1 and "evaluate" in rules, f"{group}: {rules}"
+        model = members[0]["wildcards"]["model"]
+        want = "0" if model in CLASSICAL else "1"
+        assert {j["resources"].get("gpu") for j in members} == {want}, f"{group}: {[j['resources'] for j in members]}"
+    studies = {j["rule"] for members in chains.values() for j in members}
+    assert studies == CHAIN_RULES, f"no study of every kind was planned: {sorted(studies)}"
+
+    (provenance,) = [j for j in plan if j["rule"] == "provenance"]
+    words = shlex.split(provenance["shell"])
+    logs = json.loads(words[words.index("--logs") + 1])
+    benchmarks = json.loads(words[words.index("--benchmarks") + 1])
+    every = [f for files in benchmarks.values() for f in files]
+    assert set(logs) == set(every), "a compute job's log is not given to the provenance step"
+    for job in plan:
+        if job["rule"] in CHAIN_RULES | {"train_classifier", "reference", "dynamics"}:
+            stem = "_seed".join(job["wildcards"].values()) if "seed" in job["wildcards"] else \
+                "".join(job["wildcards"].values())
+            name = f"{job['rule']}/{stem}" if stem else job["rule"]
+            bench = next(f for f in every if f.endswith(f"/{name}.tsv"))
+            assert logs[bench].endswith(f"logs/smoke/{name}.log"), (bench, logs[bench])
 
 
 # --------------------------------------------------------------------------- submission, and a local run
@@ -217,23 +291,53 @@ def test_jobs_are_submitted_with_their_sizes_and_light_rules_stay_local(fmnist_r
     assert (workdir / raw["data"]["root"] / "fashion_mnist.manifest.json").exists(), \
         "prepare_data (a local rule) should have run here"
 
-    calls = {}
-    for line in log.read_text().splitlines():
-        args = line.split(" --wrap")[0]
-        rule = re.search(r"slurm_logs/rule_(\w+)/", args).group(1)
-        calls.setdefault(rule, []).append(args)
-    assert set(calls) == {"train", "train_classifier"}, f"submitted: {sorted(calls)}"
-    assert len(calls["train"]) == len(REGISTRY)
-    classical = [m for m, (cls, _) in REGISTRY.items() if cls.classical]
-    for rule, submitted in calls.items():
-        kind = KIND[rule]
-        for args in submitted:
-            if any(f"/runs/{m}/" in args or f"_{m}_" in args or f"model={m}" in args for m in classical):
-                assert "--gpus" not in args, f"a classical model's job asks for a GPU: {args}"
-                continue
-            for flag in (f"--mem {cluster['mem_mb'][kind]}", f"-t {cluster['runtime'][kind]}",
-                         f"--cpus-per-task={cluster['threads'][kind]}", "--gpus=1", "-A acct1", "-p gpuq"):
-                assert f" {flag} " in f" {args} ", f"{rule}: no {flag!r} in {args}"
+    def submitted(log_file: Path) -> dict[str, list[str]]:
+        calls: dict[str, list[str]] = {}
+        for line in log_file.read_text().splitlines():
+            args = line.split(" --wrap")[0]
+            name = re.search(r"slurm_logs/((?:rule|group)_\w+?)/", args).group(1)
+            calls.setdefault(name, []).append(args)
+        return calls
+
+    def has(args: str, *flags: str) -> None:
+        for flag in flags:
+            assert f" {flag} " in f" {args} ", f"no {flag!r} in {args}"
+
+    # Every chain waits for the classifier, an input of its studies: only the classifier went out.
+    calls = submitted(log)
+    assert set(calls) == {"rule_train_classifier"}, f"submitted: {sorted(calls)}"
+    kind = KIND["train_classifier"]
+    has(calls["rule_train_classifier"][0], f"--mem {cluster['mem_mb'][kind]}", f"-t {cluster['runtime'][kind]}",
+        f"--cpus-per-task={cluster['threads'][kind]}", "--gpus=1", "-A acct1", "-p gpuq")
+
+    # With the classifier and the reference done, each model's chain goes out as one job: one GPU (none for a
+    # classical model, with one CPU), the most CPUs and memory any member asks for, the sum of their runtimes.
+    for job in _dry_plan(workdir):
+        if job["rule"] in {"train_classifier", "reference"}:
+            for f in job["output"]:
+                (workdir / f).parent.mkdir(parents=True, exist_ok=True)
+                (workdir / f).write_bytes(b"")
+    log2 = tmp_path / "sbatch2.log"
+    r = _run(workdir, "--profile", PROFILE, "--retries", "0", "--slurm-init-seconds-before-status-checks", "1",
+             env={**env, "FAKE_SBATCH_LOG": str(log2)})
+    assert r.returncode != 0 and log2.exists(), (r.stdout + r.stderr)[-4000:]
+    calls = submitted(log2)
+    chains = {name: args for name, (args,) in calls.items() if name.startswith("group_")}
+    assert not {name for name in calls if name.split("_", 1)[1] in CHAIN_RULES}, \
+        f"a chain's job went out on its own: {sorted(calls)}"
+    assert set(calls) - set(chains) <= {"rule_dynamics"}, f"submitted: {sorted(calls)}"  # the GAN study, alone
+    assert len(chains) == len(REGISTRY), sorted(chains)
+    for name, args in chains.items():
+        model, seed, members = re.fullmatch(r"group_chain_(\w+)_seed(\d+)_([a-z_]+)", name).groups()
+        kinds = [KIND[rule] for rule in members.split("_")]
+        assert "train" in kinds and len(kinds) >= 2, name
+        has(args, f"--mem {max(cluster['mem_mb'][k] for k in kinds)}",
+            f"-t {sum(cluster['runtime'][k] for k in kinds)}", "-A acct1")
+        if model in CLASSICAL:
+            has(args, "--cpus-per-task=1")
+            assert "--gpus" not in args, f"a classical model's chain asks for a GPU: {args}"
+        else:
+            has(args, f"--cpus-per-task={max(cluster['threads'][k] for k in kinds)}", "--gpus=1", "-p gpuq")
 
 
 def test_a_local_run_is_not_held_back_by_gpu_or_memory(fmnist_root, tmp_path):
@@ -246,4 +350,5 @@ def test_a_local_run_is_not_held_back_by_gpu_or_memory(fmnist_root, tmp_path):
     r = _run(workdir, target, "--cores", "1", env=_env(), timeout=300)
     assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert "mem_mb=100000000" in r.stdout + r.stderr and "gpu=1" in r.stdout + r.stderr
+    assert "Group job" not in r.stdout + r.stderr, "a local run schedules every job on its own"
     assert (workdir / target).exists()

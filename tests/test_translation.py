@@ -225,7 +225,7 @@ def test_sr_training_beats_bilinear(small_train):
 def small_reference(tiny_classifier):
     clf, _ = tiny_classifier
     cfg = EvalConfig(n_samples=200, kid_subset_size=20, kid_subsets=5, is_splits=2)
-    return lambda real: Reference(clf, real[:300], cfg)
+    return lambda real: Reference.from_images(clf, real[:300], cfg)
 
 
 def test_evaluate_cyclegan(test_split, tiny_classifier, small_reference):

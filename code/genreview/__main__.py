@@ -43,6 +43,22 @@ def _benchmark_files(cfg: dict, args) -> dict:
             prov.benchmark_files(args.benchmark_dir or Paths(cfg["profile"]).benchmarks))
 
 
+def _write_provenance(fn, cfg: dict, args):
+    """provenance.write with the jobs' logs (where each job ran): --logs as the Snakefile passes them, else the
+    log beside each benchmark file under --log-dir (by the rules' naming)."""
+    from . import provenance as prov
+    from .paths import Paths
+    files = _benchmark_files(cfg, args)
+    if args.logs:
+        logs = json.loads(args.logs)
+    elif args.benchmarks:
+        logs = {}
+    else:
+        paths = Paths(cfg["profile"])
+        logs = prov.log_files(files, args.benchmark_dir or paths.benchmarks, args.log_dir or paths.logs)
+    return fn(cfg, files, args.out, logs)
+
+
 @dataclass(frozen=True)
 class Command:
     """One subcommand. spec: the kind of spec it reads (see _spec), None for a command that takes no
@@ -65,11 +81,13 @@ def _req(help_: str | None = None) -> dict:
 
 
 MODEL_SEED = (("--model", {}), ("--seed", {"type": int, "default": 0}))
-RUN = (*MODEL_SEED, ("--run", _req()), ("--classifier", _req()), ("--out", _req()))
+# the reference rule's features file, which a scoring job loads instead of running the classifier over the test split
+REFERENCE = ("--reference", {"default": None, "help": "the reference features file (default: computed here)"})
+RUN = (*MODEL_SEED, ("--run", _req()), ("--classifier", _req()), REFERENCE, ("--out", _req()))
 
 
 def _on_run(fn, spec, a):  # the studies of one trained run
-    return fn(spec, a.run, a.classifier, a.out, a.threads)
+    return fn(spec, a.run, a.classifier, a.out, a.threads, reference=a.reference)
 
 
 COMMANDS: dict[str, Command] = {
@@ -93,14 +111,18 @@ COMMANDS: dict[str, Command] = {
         "studies.sweeps:guidance_run", _on_run, RUN),
     "probe": Command(
         "GAN inversion vs. encoder, linear probe, perceptual path length", "probe", "studies.probes:probe_run",
-        _on_run, RUN),
+        lambda fn, s, a: fn(s, a.run, a.classifier, a.out, a.threads),
+        (*MODEL_SEED, ("--run", _req()), ("--classifier", _req()), ("--out", _req()))),
     "curve": Command(
         "FD of the weight snapshots a run kept: quality against training compute", "curve",
         "studies.curves:curve_run", _on_run, RUN),
     "dynamics": Command(
         "short runs over seeds and random hyperparameters; the .detach() ablation", "dynamics",
-        "studies.dynamics:dynamics_run", lambda fn, s, a: fn(s, a.classifier, a.out, a.threads),
-        (*MODEL_SEED, ("--classifier", _req()), ("--out", _req()))),
+        "studies.dynamics:dynamics_run",
+        lambda fn, s, a: fn(s, a.classifier, a.out, a.threads, reference=a.reference, main_run=a.main_run),
+        (*MODEL_SEED, ("--classifier", _req()), REFERENCE, ("--out", _req()),
+         ("--main-run", {"default": None, "help": "the model's main train_summary.json: its precision and "
+                                                 "memory format (default: fp32, contiguous)"}))),
     "reproduce": Command(
         "re-run one model at one seed; does it land within the paper's spread?", "reproduce",
         "publish.reproduce_report:reproduce_and_report",
@@ -110,7 +132,9 @@ COMMANDS: dict[str, Command] = {
          ("--out", _req("results/<profile>/reproduce/<model>/seed<k>")))),
     "reference": Command(
         "score real data (floor) and noise (ceiling)", "reference", "evaluation.evaluate:reference",
-        lambda fn, s, a: fn(s, a.classifier, a.out, a.threads), (("--classifier", _req()), ("--out", _req()))),
+        lambda fn, s, a: fn(s, a.classifier, a.out, a.threads, features=a.features),
+        (("--classifier", _req()), ("--out", _req()),
+         ("--features", {"default": None, "help": "also save the reference's classifier features here"}))),
     "summarize": Command(
         "collect results files into one summary", "summary", "summary.collect:collect",
         lambda fn, s, a: fn(s, a.metrics, a.reference, a.classifier, a.manifest, a.out, a.sweeps, a.guidance,
@@ -156,10 +180,12 @@ COMMANDS: dict[str, Command] = {
         (("--dir", _req()), ("--out", _req()))),
     "provenance": Command(
         "record commit, config hash, hardware, versions, and time and memory of every compute job", "config",
-        "provenance:write", lambda fn, cfg, a: fn(cfg, _benchmark_files(cfg, a), a.out),
+        "provenance:write", _write_provenance,
         (("--benchmarks", {"help": "JSON: rule -> its jobs' benchmark files (as the Snakefile passes them)"}),
+         ("--logs", {"help": "JSON: benchmark file -> the log of its job, which says where the job ran"}),
          ("--benchmark-dir", {"help": "or a benchmarks/<profile> folder, read for the compute rules "
                                       "(default: the profile's)"}),
+         ("--log-dir", {"help": "with --benchmark-dir: the logs/<profile> folder (default: the profile's)"}),
          ("--out", _req("results/<profile>/provenance.json")))),
     "arxiv": Command(
         "package the built paper (tex, .bbl, figures, tables) for arXiv", None, "publish.arxiv:build",
@@ -214,6 +240,9 @@ def _run(args) -> int:
         from .utils import set_deterministic
         set_deterministic(True)
     cmd.run(fn, spec, args)
+    if cmd.spec is not None:  # a pipeline step: where it ran, into its log (read back by the provenance record)
+        from . import provenance as prov
+        logging.getLogger("genreview").info(prov.job_hardware_line(prov.job_hardware(args.threads)))
     return 0
 
 

@@ -74,6 +74,11 @@ class Paths:
         return f"{self.results}/reference.json"
 
     @property
+    def reference_features(self) -> str:
+        """The reference images' classifier features, computed once and loaded by every scoring job."""
+        return f"{self.results}/reference_features.pt"
+
+    @property
     def summary(self) -> str:
         return f"{self.results}/summary.json"
 

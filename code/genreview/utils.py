@@ -107,6 +107,30 @@ def set_deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+@contextlib.contextmanager
+def cuda_speed_flags(device: torch.device):
+    """While training on CUDA with deterministic algorithms off (`set_deterministic(False)`): cuDNN autotuning
+    (`cudnn.benchmark`, which picks the fastest convolution per input shape, not always the same) and TF32
+    for float32 matmuls and convolutions (10-bit mantissa products, fp32 sums; Ampere and later). Yields the
+    flags in force, for the run's record; restores the previous ones on exit, so that evaluation in the same
+    process computes in full fp32. Elsewhere (a CPU, or deterministic on) nothing changes: these flags reach
+    no CPU kernel (the legacy `allow_tf32` switches, unlike `set_float32_matmul_precision`, leave oneDNN alone)."""
+    on = device.type == "cuda" and not torch.are_deterministic_algorithms_enabled()
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if on:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+               "tf32_conv": torch.backends.cudnn.allow_tf32} if device.type == "cuda" else {}
+    finally:
+        if on:
+            (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32) = saved
+
+
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -9,9 +9,12 @@ It answers, on the device `device: auto` picks (CUDA when there is one):
   A resumed CUDA run used to stop with a TypeError (the checkpoint's random state loaded onto the GPU).
 - determinism: two runs of the same seed with deterministic algorithms on give the same weights.
 - throughput: every family of the profile trained for `--steps` timed steps with the profile's networks
-  and batch sizes (`genreview.bench.throughput.measure`): images/s, ms/step, peak GPU memory, and the
-  precision and memory format the trainer chose. Families are measured until `--budget-s` is spent; the
-  ones left are listed as not measured.
+  and batch sizes (`genreview.bench.throughput.measure`): images/s, ms/step, peak GPU memory, the
+  precision and memory format the trainer chose, FLOPs per step, achieved TFLOP/s and the share of the
+  device's dense bf16 peak. Families are measured until `--budget-s` is spent; the ones left are listed
+  as not measured.
+- estimate: the profile's main training runs' wall time on this machine from the families measured
+  (`genreview.bench.throughput.estimate`; what it covers, and the families it leaves out, are in it).
 Everything measured so far is written to `--out` after each part.
 """
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ..models import build
 from ..training.config import TrainConfig
 from ..training.trainer import Trainer
 from ..utils import device_name, log, save_json, seed_everything, set_deterministic
-from .throughput import arguments, measure, profile_config
+from .throughput import arguments, estimate, estimate_line, measure, profile_config
 
 
 
@@ -100,10 +103,13 @@ def main(argv=None) -> int:
         except Exception as e:  # one family's failure is a finding, not the end of the check
             res["throughput"][name] = {"error": f"{type(e).__name__}: {e}"}
         log.info("%s: %s", name, res["throughput"][name])
+        res["estimate"] = estimate(cfg, res["throughput"])
         save_json(res, args.out)
+    res["estimate"] = estimate(cfg, res["throughput"])
     res["seconds"] = time.perf_counter() - t0
     save_json(res, args.out)
     print(json.dumps(res, indent=2))
+    print(estimate_line(res["estimate"], res["device"]))
     return 0
 
 

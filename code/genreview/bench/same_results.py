@@ -18,7 +18,8 @@ from pathlib import Path
 # What two runs of the same computation may disagree on:
 # - time and memory: these keys, and every key ending in one of TIMED_SUFFIXES;
 TIMING = {"wall", "elapsed", "calibration_ms", "images_per_s", "peak_memory_mb", "seconds", "sample_ms", "time_ratio",
-          "cpu_s", "max_rss_mib", "longest_job"}  # the last three: the job benchmarks in provenance.json
+          "cpu_s", "max_rss_mib", "longest_job",  # these three: the job benchmarks in provenance.json
+          "latency_ms"}
 TIMED_SUFFIXES = ("_seconds", "ms_per_image", "ms_per_step", "wall_s")
 # - the build's identity (commit, local changes, dates);
 IDENTITY = {"commit", "dirty", "created", "date", "hostname", "started", "finished"}
@@ -28,7 +29,7 @@ IDENTITY = {"commit", "dirty", "created", "date", "hostname", "started", "finish
 BOOKKEEPING = {"run_id", "key", "bytes"}  # bytes: checked.json's sizes of the files it read, timings inside
 # - a claim's evidence, a sentence written from numbers compared elsewhere (some quote a timing), and the
 #   numbers of the claims whose quantity is a timing.
-TIMED_QUANTITIES = {"ms per image", "ms per step"}
+TIMED_QUANTITIES = {"ms per image", "ms per step", "latency at batch 1", "training time", "peak memory"}
 # - the cells of the sources' comparison table (claims.json "comparison") that quote timings.
 TIMED_CELLS = {"time", "resources"}
 IGNORED = TIMING | IDENTITY | BOOKKEEPING

@@ -50,10 +50,26 @@ class NoiseSchedule:
         # log beta~_t with beta~_0 replaced by beta~_1, so that it is finite (as in improved-diffusion)
         self.posterior_log_variance_clipped = torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]
                                                         ).log() if len(betas) > 1 else self.betas.log()
+        self.log_betas = self.betas.log()
+        # These stay on the CPU (the samplers read host scalars from them); `gather` keeps one copy of each
+        # on every device it is asked for, so a training step copies nothing from the host (on CUDA, a copy
+        # from pageable host memory makes the host wait for the GPU).
+        self._on_device: dict = {}
+
+    def on_device(self, values: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """`values` (one of this schedule's float64 tensors, or another CPU tensor the model keeps) on
+        `device`, copied once per device."""
+        if values.device == device:
+            return values
+        key = (id(values), str(device))
+        kept = self._on_device.get(key)
+        if kept is None or kept[0] is not values:
+            kept = self._on_device[key] = (values, values.to(device))
+        return kept[1]
 
     def gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """values[t] per batch element, in like's dtype, shaped to broadcast against `like`, (B, 1, 1, 1)."""
-        v = values.to(like.device)[t].to(like.dtype)
+        v = self.on_device(values, like.device)[t].to(like.dtype)
         return v.view(-1, *([1] * (like.dim() - 1)))
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -78,5 +94,5 @@ class NoiseSchedule:
 
     def p_log_variance(self, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The learned log variance of p(x_{t-1} | x_t) from the network's v, (B, C, H, W), at timesteps t (B,)."""
-        return interpolate_log_variance(v, self.gather(self.betas.log(), t, v),
+        return interpolate_log_variance(v, self.gather(self.log_betas, t, v),
                                         self.gather(self.posterior_log_variance_clipped, t, v))

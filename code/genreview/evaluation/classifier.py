@@ -74,19 +74,6 @@ class Features(nn.Module):
         return self.clf.features(imgs.float() / 255)
 
 
-class Logits(nn.Module):
-    """uint8 images -> class logits; the `feature` module torchmetrics' Inception Score calls."""
-
-    def __init__(self, clf: DomainClassifier):
-        super().__init__()
-        self.clf = clf.eval()
-        self.num_features = clf.head.out_features
-
-    @torch.no_grad()
-    def forward(self, imgs):
-        return self.clf(imgs.float() / 255)
-
-
 def _augment(x: torch.Tensor) -> torch.Tensor:
     """Random shifts of up to 2 pixels (reflect-padded crops)."""
     b, _, h, w = x.shape

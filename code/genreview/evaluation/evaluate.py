@@ -4,19 +4,21 @@
 saves what the figures need: a sample grid, interpolations for latent-variable models,
 reconstructions for models with an encoder, and a denoising chain for diffusion models.
 `reference` scores the floor (real train images against the test split) and the ceiling
-(uniform noise).
+(uniform noise), and saves the reference's classifier features, which every scoring job of a build
+loads (`shared_reference`) instead of running the classifier over the test split again.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import data as D
-from .classifier import load_classifier, predict
+from .classifier import classifier_digest, load_classifier, predict
 from ..models.likelihood import bits_per_dim
-from .metrics import EvalConfig, Reference, uniform_noise
+from .metrics import EvalConfig, Reference, embed, sharpness, uniform_noise
 from ..models import load_trained
 from .translation import evaluate_translation
 from ..utils import (Stopwatch, autocast, device_name, load_json, log, pick_device, save_json,
@@ -106,8 +108,10 @@ def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
 
 
 def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
-                 threads: int | None = None) -> dict:
-    """Score the run in `run_dir`; writes metrics.json and samples.pt into `out`."""
+                 threads: int | None = None, reference: str | Path | None = None) -> dict:
+    """Score the run in `run_dir`; writes metrics.json, samples.pt and features.pt (the samples' classifier
+    features and logits, for bootstrap intervals) into `out`. `reference`: the `reference` rule's features
+    file (None: the reference is computed here)."""
     set_threads(threads)
     set_deterministic(spec.get("deterministic", False))
     run_dir, out = Path(run_dir), Path(out)
@@ -121,6 +125,7 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
                     summary["status"])
         save_json(metrics, out / "metrics.json")
         torch_save({}, out / "samples.pt")
+        torch_save({}, out / "features.pt")
         return metrics
     seed_everything(cfg.seed + spec["seed"])
     model = load_trained(run_dir / "model.pt", device)
@@ -134,13 +139,16 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     log.info("sampled %d images in %.1fs (%.2f ms/image)", len(fake), secs, 1000 * secs / len(fake))
     if not torch.isfinite(fake.float()).all():
         raise RuntimeError("samples contain NaN")
-    ref = Reference(clf, reference_images(test.images, cfg), cfg)
-    metrics.update(ref.score(fake))
-    predicted = predict(clf, fake)
+    ref = shared_reference(reference, clf, classifier, cfg, spec, test)
+    embedded = embed(clf, fake)
+    metrics.update(ref.score(fake, embedded))
+    predicted = embedded[1].argmax(1)
     hist = torch.bincount(predicted, minlength=int(test.labels.max()) + 1).float()
     metrics.update(
         sample_ms_per_image=1000 * secs / len(fake), sample_batch=cfg.batch_size, nfe=model.nfe,
         sample_precision=precision, class_histogram=(hist / hist.sum()).tolist(),
+        latency_ms=latency_ms(model, device, precision, cfg.seed + spec["seed"]), latency_batch=1,
+        **blur(metrics["sharpness"], sharpness(reference_images(test.images, cfg))),
     )
     if model.conditional:  # the classes `generate` asked for, batch by batch (the models' default labels)
         asked = torch.cat([torch.arange(min(cfg.batch_size, n_samples - i)) % model.num_classes
@@ -155,7 +163,34 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     save_json(metrics, out / "metrics.json")
     torch_save({"grid": fake[:64], **{k: v for k, v in ex.items() if not isinstance(v, float)}},
                out / "samples.pt")
+    torch_save({"features": embedded[0], "logits": embedded[1], "classifier_digest": classifier_digest(classifier)},
+               out / "features.pt")
     return metrics
+
+
+LATENCY_REPEATS = 5  # single-image draws timed after a warm-up; their median is the latency
+
+
+def latency_ms(model, device, precision: str, seed: int) -> float:
+    """Milliseconds to draw one image at batch size 1 (the median of LATENCY_REPEATS draws after one
+    warm-up): what an interactive use waits for, unlike the per-image cost of a large batch."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    label = {"labels": torch.zeros(1, dtype=torch.long, device=device)} if model.conditional else {}
+    times = []
+    with torch.no_grad(), autocast(device, precision):
+        for _ in range(LATENCY_REPEATS + 1):
+            with Stopwatch(device) as sw:
+                model.sample(1, generator=g, **label)
+            times.append(sw.seconds)
+    return 1000 * float(sorted(times[1:])[LATENCY_REPEATS // 2])
+
+
+def blur(s: float, s_real: float) -> dict:
+    """Blur as a deficit of fine detail against real images: log(s_real / s) of the Laplacian variances
+    (`metrics.sharpness`) when the samples have less of it than the reference images, else 0. Noise raises
+    the Laplacian's variance, so a noisy model is not "sharp"; it is not blurry either, which is all this
+    measures."""
+    return {"sharpness_real": s_real, "blur": max(0.0, float(np.log(s_real / s))) if s > 0 else None}
 
 
 def truncation_study(model, ref: Reference, cfg: EvalConfig, seed: int, device, precision: str) -> list[dict]:
@@ -178,12 +213,14 @@ def _evaluate_translator(model, test: D.Split, clf, cfg: EvalConfig, device, met
     def reference_fn(real):
         real = reference_images(real, cfg)
         n = len(real)
-        return Reference(clf, real, dataclasses.replace(cfg, n_samples=n, kid_subset_size=min(cfg.kid_subset_size, n)))
+        sized = dataclasses.replace(cfg, n_samples=n, kid_subset_size=min(cfg.kid_subset_size, n))
+        return Reference.from_images(clf, real, sized)
 
     res = evaluate_translation(model, test, clf, reference_fn, device, n=cfg.translation_images)
     metrics["translation"] = {k: v for k, v in res.items() if not k.startswith("grid_")}
     save_json(metrics, out / "metrics.json")
     torch_save({k: v for k, v in res.items() if k.startswith("grid_")}, out / "samples.pt")
+    torch_save({}, out / "features.pt")  # translations are scored per domain, not as one sample set
     return metrics
 
 
@@ -217,19 +254,38 @@ def reference_images(images: torch.Tensor, cfg: EvalConfig) -> torch.Tensor:
     return images[torch.randperm(len(images), generator=g)[:cfg.n_reference]]
 
 
-def reference(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None) -> dict:
-    """Floor (N real train images vs the test split) and ceiling (N uniform-noise images)."""
+def reference_selection(spec: dict, cfg: EvalConfig) -> dict:
+    """What decides which test images form the reference (`reference_images`)."""
+    return {"dataset": spec["dataset"], "n_reference": cfg.n_reference, "seed": cfg.seed}
+
+
+def shared_reference(path: str | Path | None, clf, classifier: str | Path, cfg: EvalConfig, spec: dict,
+                     test: D.Split) -> Reference:
+    """The reference of a scoring job: the features the `reference` rule saved at `path` (one classifier
+    pass over the test split for the whole build), or, with no path, computed here."""
+    if path is None:
+        return Reference.from_images(clf, reference_images(test.images, cfg), cfg)
+    return Reference.load(path, clf, cfg, classifier_digest(classifier), reference_selection(spec, cfg),
+                          real_images=lambda: reference_images(test.images, cfg))
+
+
+def reference(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None,
+              features: str | Path | None = None) -> dict:
+    """Floor (N real train images vs the test split) and ceiling (N uniform-noise images); with `features`,
+    the reference's classifier features saved there for every scoring job of the build."""
     set_threads(threads)
     cfg = EvalConfig(**spec["eval"])
     device = pick_device(spec["device"])
     clf = load_classifier(classifier, device)
     train, test = (D.load(spec["dataset"], spec["data_root"], s) for s in ("train", "test"))
-    ref = Reference(clf, reference_images(test.images, cfg), cfg)
+    ref = Reference.from_images(clf, reference_images(test.images, cfg), cfg)
+    if features:
+        ref.write(features, classifier_digest(classifier), reference_selection(spec, cfg))
     g = torch.Generator().manual_seed(cfg.seed)
     n = min(cfg.n_samples, len(train))
     real = train.images[torch.randperm(len(train), generator=g)[:n]]
     res = {"floor": ref.score(real), "ceiling": ref.score(uniform_noise(n, train.shape, cfg.seed)),
-           "n_samples": n, "n_reference": len(ref.real), "device": device_name(device)}
+           "n_samples": n, "n_reference": ref.n, "device": device_name(device)}
     res["floor"]["class_histogram"] = (torch.bincount(predict(clf, real), minlength=10).float() / n).tolist()
     log.info("floor FD %.3f, ceiling FD %.1f", res["floor"]["fd"], res["ceiling"]["fd"])
     save_json(res, Path(out))

@@ -10,23 +10,24 @@
   torchmetrics' (a test checks it), on the same classifier features.
 - Inception Score (Salimans et al. 2016): torchmetrics' InceptionScore on its logits.
 - Precision and recall (Kynkaanniemi et al. 2019, k = 3) and density and coverage
-  (Naeem et al. 2020, k = 5): the authors' reference implementation, `prdc`.
+  (Naeem et al. 2020, k = 5): as the authors' reference implementation `prdc` computes them (a test
+  checks equality), from one distance matrix in torch and k-NN radii of the reference computed once.
+- The classifier runs once per set of images (`embed`); FD, KID and IS read its outputs through `Given`.
 - Standard Inception FID as well, when local Inception weights are configured.
 
 All metrics take uint8 images, (N, C, H, W), as an 8-bit image file would hold them.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..hparams import hp
-from .classifier import DomainClassifier, Features, Logits
+from .classifier import DomainClassifier, Features
 
 
 @dataclass
@@ -166,58 +167,131 @@ def fd_infinity(fake, real_mean, real_cov, seed: int, points: int = FD_INF_POINT
             "fd_inf_n_min": int(sizes[0]), "fd_inf_draws": draws}
 
 
-class Reference:
-    """The real side of every comparison: test-split images and their features, computed once."""
+class Given(nn.Module):
+    """Features computed beforehand, passed through: the `feature` module that lets torchmetrics' FD, KID and
+    IS run on the classifier's outputs for a set of images computed once (`embed`), not once per metric."""
 
-    def __init__(self, clf: DomainClassifier, real: torch.Tensor, cfg: EvalConfig):
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x):  # (B, F) -> (B, F)
+        return x
+
+
+@torch.no_grad()
+def embed(clf: DomainClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's penultimate features (N, F) and class logits (N, K) of uint8 images, from one pass
+    in batches of 500 (the batches torchmetrics' updates saw), on the CPU."""
+    f = Features(clf)
+    device = next(clf.parameters()).device
+    feats, logits = [], []
+    for b in _batched(images):
+        h = f(b.to(device))                                              # (B, F)
+        feats.append(h.cpu())
+        logits.append(clf.head(h).cpu())                                 # eval mode: dropout is the identity
+    return torch.cat(feats), torch.cat(logits)
+
+
+REFERENCE_FORMAT = 1  # the layout of the reference features file (`Reference.write`)
+
+
+class Reference:
+    """The real side of every comparison, computed once: the classifier's features of the reference
+    (test-split) images, their Gaussian for FD and FD_inf, the KID side, and the precision/recall and
+    density/coverage subset with its k-NN radii.
+
+    Build it from images (`from_images`: one classifier pass), or load the features the `reference` rule
+    saved (`load`): every scoring job of a build then shares one pass over the test split.
+
+    Args: clf, real_features (N, F) float32, cfg (EvalConfig), real_predicted (N,) the classifier's
+    classes of the reference images, real_images (only needed for Inception FID)."""
+
+    def __init__(self, clf: DomainClassifier, real_features: torch.Tensor, cfg: EvalConfig,
+                 real_predicted: torch.Tensor | None = None, real_images: torch.Tensor | None = None):
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 
-        self.clf, self.cfg, self.real = clf, cfg, real
+        self.clf, self.cfg = clf, cfg
         self.device = next(clf.parameters()).device
-        self.fid = FrechetInceptionDistance(feature=Features(clf), reset_real_features=False).to(self.device)
-        self.kid = KernelInceptionDistance(feature=Features(clf), reset_real_features=False,
-                                           subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size).to(self.device)
-        for b in _batched(real):
-            b = b.to(self.device)
+        self.features, self.predicted = real_features, real_predicted
+        self.n = len(real_features)
+        given = Given(real_features.shape[1])
+        self.fid = FrechetInceptionDistance(feature=given, reset_real_features=False)
+        self.kid = KernelInceptionDistance(feature=given, reset_real_features=False,
+                                           subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size)
+        for b in _batched(real_features):  # the batches (and so the float64 sums) of a pass over the images
             self.fid.update(b, real=True)
             self.kid.update(b, real=True)
         self.real_mean, self.real_cov = _real_gaussian(self.fid)  # FD_inf's reference side
         self.sqrt_real_cov = psd_sqrt(self.real_cov)
         g = torch.Generator().manual_seed(cfg.seed)
-        self.prdc_real = features(clf, real[torch.randperm(len(real), generator=g)[:cfg.n_samples]]).numpy()
+        self.prdc_real = real_features[torch.randperm(self.n, generator=g)[:cfg.n_samples]].numpy()
+        self.prdc_radii = knn_radii(self.prdc_real, sorted({cfg.pr_k, cfg.dc_k}))
         self.inception = None
         if cfg.inception_weights:
             check_inception_weights(cfg.inception_weights)
+            if real_images is None:
+                raise ValueError("Inception FID needs the reference images: pass real_images")
             self.inception = FrechetInceptionDistance(feature=2048, reset_real_features=False,
                                                       feature_extractor_weights_path=cfg.inception_weights)
-            for b in _batched(real):
+            for b in _batched(real_images):
                 self.inception.update(_rgb(b), real=True)
 
+    @classmethod
+    def from_images(cls, clf: DomainClassifier, real: torch.Tensor, cfg: EvalConfig) -> "Reference":
+        feats, logits = embed(clf, real)
+        return cls(clf, feats, cfg, logits.argmax(1), real)
+
+    def write(self, path: str | Path, classifier_digest: str, selection: dict) -> None:
+        """The features for every later scoring job, written atomically (`torch_save`): `load` checks the
+        classifier and the selection of reference images (dataset, n_reference, seed) against the job's."""
+        from ..utils import torch_save
+        torch_save({"format": REFERENCE_FORMAT, "features": self.features, "predicted": self.predicted,
+                    "classifier_digest": classifier_digest, "selection": selection}, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, clf: DomainClassifier, cfg: EvalConfig, classifier_digest: str,
+             selection: dict, real_images=None) -> "Reference":
+        """The reference the `reference` rule saved, for this job's classifier and selection of images
+        (`real_images`: a function returning them, called only for Inception FID)."""
+        from ..files import ResultsFileError, load_torch
+
+        ck = load_torch(path, map_location="cpu")
+        for what, want, got in [("format", REFERENCE_FORMAT, ck.get("format")),
+                                ("classifier", classifier_digest, ck.get("classifier_digest")),
+                                ("selection of test images", selection, ck.get("selection"))]:
+            if want != got:
+                raise ResultsFileError(
+                    f"{path} holds reference features for another {what} ({got!r}, this job needs {want!r}): "
+                    f"rebuild it with `snakemake --cores all {path}` (the `reference` rule), or delete it")
+        images = real_images() if (cfg.inception_weights and real_images) else None
+        return cls(clf, ck["features"], cfg, ck["predicted"], images)
+
     @torch.no_grad()
-    def score(self, fake: torch.Tensor) -> dict:
-        """All protocol metrics of uint8 images `fake` against the reference."""
+    def score(self, fake: torch.Tensor, embedded: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+        """All protocol metrics of uint8 images `fake` against the reference; `embedded`: their
+        (features, logits) from `embed`, when the caller has them already."""
         from torchmetrics.image.inception import InceptionScore
 
-        cfg, dev = self.cfg, self.device
+        cfg = self.cfg
+        feats, logits = embedded if embedded is not None else embed(self.clf, fake)
         n = len(fake)
         self.fid.reset()
         self.kid.reset()
         torch.manual_seed(cfg.seed)  # KID subsets and the IS split permutation are random
-        inc = InceptionScore(feature=Logits(self.clf), splits=min(cfg.is_splits, n)).to(dev)
-        for b in _batched(fake):
-            b = b.to(dev)
-            self.fid.update(b, real=False)
-            self.kid.update(b, real=False)
-            inc.update(b)
+        inc = InceptionScore(feature=Given(logits.shape[1]), splits=min(cfg.is_splits, n))
+        for f, lg in zip(_batched(feats), _batched(logits)):
+            self.fid.update(f, real=False)
+            self.kid.update(f, real=False)
+            inc.update(lg)
         self.kid.subset_size = min(cfg.kid_subset_size, n)
         kid_mean, kid_std = self.kid.compute()
         is_mean, is_std = inc.compute()
-        fake_feats = features(self.clf, fake).numpy()
         out = {"fd": float(self.fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
                "is": float(is_mean), "is_std": float(is_std), "n": n}
-        out.update(prdc(self.prdc_real, fake_feats, cfg.pr_k, cfg.dc_k))
-        out.update(fd_infinity(fake_feats, self.real_mean, self.real_cov, cfg.seed,
+        out.update(prdc(self.prdc_real, feats.numpy(), cfg.pr_k, cfg.dc_k, self.prdc_radii))
+        out.update(fd_infinity(feats.numpy(), self.real_mean, self.real_cov, cfg.seed,
                                sqrt_real_cov=self.sqrt_real_cov))
         out["sharpness"] = sharpness(fake)
         if self.inception is not None:
@@ -247,15 +321,39 @@ def _real_gaussian(fid) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, pr_k: int = 3, dc_k: int = 5) -> dict:
-    """Precision/recall at k = pr_k and density/coverage at k = dc_k (two calls of the reference code)."""
-    from prdc import compute_prdc
+def _distances(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """Euclidean distances (len(a), len(b)) in float64, rounded to float32 as prdc's (scikit-learn's) are
+    for float32 features, so that a distance and a radius compare as they do there."""
+    d = torch.cdist(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
+                    compute_mode="donot_use_mm_for_euclid_dist")
+    return d.to(torch.float32) if np.asarray(a).dtype == np.float32 else d
 
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
-        pr = compute_prdc(real, fake, nearest_k=pr_k)
-        dc = compute_prdc(real, fake, nearest_k=dc_k) if dc_k != pr_k else pr
-    return {"precision": float(pr["precision"]), "recall": float(pr["recall"]),
-            "density": float(dc["density"]), "coverage": float(dc["coverage"])}
+
+def knn_radii(feats: np.ndarray, ks) -> dict[int, torch.Tensor]:
+    """Distance of every point of `feats` (N, F) to its k-th nearest neighbour in `feats` (itself not
+    counted), for each k of `ks`: {k: (N,)}. One distance matrix serves every k."""
+    d = _distances(feats, feats)                                         # (N, N), 0 on the diagonal
+    return {k: d.kthvalue(k + 1, dim=1).values for k in ks}
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, pr_k: int = 3, dc_k: int = 5,
+         real_radii: dict[int, torch.Tensor] | None = None) -> dict:
+    """Precision and recall at k = pr_k (Kynkaanniemi et al. 2019) and density and coverage at k = dc_k
+    (Naeem et al. 2020), as the authors' `prdc.compute_prdc` defines them (a test checks equality), from one
+    real-fake distance matrix. `real_radii`: knn_radii(real, ...) computed once for a fixed reference.
+
+    precision: share of fake points inside some real point's pr_k-NN ball; recall: share of real points
+    inside some fake point's pr_k-NN ball; density: mean number of real dc_k-NN balls holding a fake
+    point, over dc_k; coverage: share of real points whose dc_k-NN ball holds a fake point."""
+    radii = real_radii if real_radii is not None else knn_radii(real, sorted({pr_k, dc_k}))
+    d = _distances(real, fake)                                           # (R, G)
+    fake_radii = knn_radii(fake, [pr_k])[pr_k]                           # (G,)
+    in_pr = d < radii[pr_k][:, None]                                     # (R, G)
+    in_dc = in_pr if dc_k == pr_k else d < radii[dc_k][:, None]
+    return {"precision": float(in_pr.any(0).double().mean()),
+            "recall": float((d < fake_radii[None, :]).any(1).double().mean()),
+            "density": float(in_dc.double().sum(0).mean() / dc_k),
+            "coverage": float((d.min(1).values < radii[dc_k]).double().mean())}
 
 
 def _rgb(b: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ def default_reference(clf: DomainClassifier) -> Callable[[torch.Tensor], Referen
     """Reference builder with the protocol's defaults, KID subsets no larger than the real set."""
     def build(real: torch.Tensor) -> Reference:
         n = len(real)
-        return Reference(clf, real, EvalConfig(n_samples=n, kid_subset_size=min(1000, n)))
+        return Reference.from_images(clf, real, EvalConfig(n_samples=n, kid_subset_size=min(1000, n)))
     return build
 
 

@@ -15,28 +15,69 @@ import torch
 from torch import nn
 
 
+def register_mirrored(module: nn.Module, name: str, value: int | bool) -> None:
+    """A scalar int or bool buffer `name` of `module`, kept twice: in the state dict (so that a checkpoint
+    holds it) and as the Python value `mirrored(module, name)`, which a training step reads and branches on
+    without waiting for the device (reading a CUDA scalar, `int(t)`, `t.item()` or `if t:`, makes the host
+    wait for every queued kernel). `load_state_dict` reads the buffers into their Python values once, after
+    loading; `set_mirrored` writes both. Write the buffer only through `set_mirrored`."""
+    dtype = torch.bool if isinstance(value, bool) else torch.long
+    module.register_buffer(name, torch.tensor(value, dtype=dtype))
+    if "_host" not in module.__dict__:
+        module._host = {}
+        module.register_load_state_dict_post_hook(_read_mirrored)
+    module._host[name] = value
+
+
+def mirrored(module: nn.Module, name: str) -> int | bool:
+    return module._host[name]
+
+
+def set_mirrored(module: nn.Module, name: str, value: int | bool) -> None:
+    module._host[name] = value
+    getattr(module, name).fill_(value)  # a kernel on the buffer's device; nothing waits for it
+
+
+def _read_mirrored(module: nn.Module, incompatible_keys) -> None:
+    for name in module._host:  # once per load_state_dict, not per step
+        module._host[name] = getattr(module, name).item()
+
+
+def _pairs(a, b) -> tuple[list, list]:  # as zip(a, b), as two lists
+    pairs = list(zip(a, b))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 class EMA(nn.Module):
     """Exponential moving average of a network's weights, with the usual warm-up.
 
     The effective decay at update t is min(decay, (1 + t) / (10 + t)), so that a short
     run is not dominated by the random initialisation (as in Ho et al. 2020's code).
+    t is counted in Python (mirrored in the `updates` buffer), so an update never waits for the GPU,
+    and the decay is the same double-precision number as when it was read from the buffer.
     """
 
     def __init__(self, net: nn.Module, decay: float):
         super().__init__()
         self.decay = decay
         self.net = copy.deepcopy(net).eval().requires_grad_(False)
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        register_mirrored(self, "updates", 0)
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
-        self.updates += 1
-        t = self.updates.item()
+        t = mirrored(self, "updates") + 1
+        set_mirrored(self, "updates", t)
         d = min(self.decay, (1 + t) / (10 + t))
-        for e, p in zip(self.net.parameters(), net.parameters()):
-            e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.net.buffers(), net.buffers()):
-            e.copy_(b)
+        # one fused kernel per list (CPU: the per-tensor lerp_ and copy_, so the same numbers)
+        ema, params = _pairs(self.net.parameters(), (p.detach() for p in net.parameters()))
+        if ema:
+            torch._foreach_lerp_(ema, params, 1 - d)
+        ema_buffers, buffers = _pairs(self.net.buffers(), net.buffers())
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
+        for e, m in zip(self.net.modules(), net.modules()):  # copied buffers' Python mirrors (Flow's ActNorm)
+            if "_host" in m.__dict__:
+                e._host.update(m._host)
 
 
 class GenerativeModel(nn.Module):
@@ -82,6 +123,8 @@ class GenerativeModel(nn.Module):
     probe_features: the representation a model offers a linear probe, `features(x)` -> (B, F)
         for images x in [0, 1]: "discriminator" (a GAN's discriminator up to its last linear
         layer), "encoder" (the VAE's posterior mean); None when it offers none.
+    two_stage: trains in two phases, its autoencoder for the first `cfg.ae_fraction` of the run's steps,
+        then its denoiser (latent diffusion); the FLOP count weighs the phases by their steps.
     """
 
     family: str = ""
@@ -95,6 +138,7 @@ class GenerativeModel(nn.Module):
     samplers: tuple[str, ...] = ()
     d_output: str | None = None
     probe_features: str | None = None
+    two_stage: bool = False
 
     def __init__(self, cfg, shape: tuple[int, int, int]):
         super().__init__()

@@ -120,7 +120,7 @@ class CascadedDiffusion(GenerativeModel):
     def condition(self, z: torch.Tensor, s: torch.Tensor, noise: torch.Tensor):
         """Corrupt the low-resolution image z in [-1, 1], (B, C, h, w), at levels s (B,) and upsample it
         bilinearly to full resolution; returns (condition (B, C, H, W), bucket labels (B,))."""
-        a = self.aug_abar.to(z.device)[s].to(z.dtype).view(-1, 1, 1, 1)
+        a = self.schedule.gather(self.aug_abar, s, z)                            # (B, 1, 1, 1)
         z_s = a.sqrt() * z + (1 - a).sqrt() * noise                             # (B, C, h, w)
         up = F.interpolate(z_s, size=self.shape[1:], mode="bilinear", align_corners=False)
         return up, self.aug_bucket(s)

@@ -1,10 +1,11 @@
 """What the classical background models (`gmm`, `hmm`) share: fitted by EM rather than by
 gradient steps, evaluated in torch from buffers.
 
-Both are fitted by scikit-learn / hmmlearn on uniformly dequantised images (`likelihood.dequantize`)
-and evaluated in torch from buffers, so `log_prob` follows the protocol of `genreview.models.likelihood`
-(a lower bound on log P(k)) and a checkpoint loads into a freshly built model. Before `fit`, the
-buffers hold an isotropic Gaussian N(1/2, 1/12 I) (the moments of the uniform law on [0, 1]).
+Both are fitted on uniformly dequantised images (`likelihood.dequantize`), the GMM by scikit-learn, the HMM
+by Baum-Welch in torch checked against hmmlearn (`hmm`), and evaluated in torch from buffers, so `log_prob`
+follows the protocol of `genreview.models.likelihood` (a lower bound on log P(k)) and a checkpoint loads into
+a freshly built model. Before `fit`, the buffers hold an isotropic Gaussian N(1/2, 1/12 I) (the moments of
+the uniform law on [0, 1]).
 """
 from __future__ import annotations
 

@@ -160,8 +160,9 @@ class CycleGAN(Translator):
 
     def train_step(self, x, y, optimizers, amp=nullcontext):
         a, b = (h * 2 - 1 for h in self.split(x, y))                           # in [-1, 1]
-        counts = {"n_a": torch.tensor(float(len(a)), device=x.device),
-                  "n_b": torch.tensor(float(len(b)), device=x.device)}
+        # torch.full, not torch.tensor: a fill kernel, not a copy from the host that waits for the GPU
+        counts = {"n_a": torch.full((), float(len(a)), device=x.device),
+                  "n_b": torch.full((), float(len(b)), device=x.device)}
         if not len(a) and not len(b):
             zero = scalar_zero(x.device)
             keys = ("loss", "g_loss", "d_loss", "adv_ab", "adv_ba", "cycle", "identity", "d_a", "d_b")

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..hparams import hp
 from .likelihood import bits_per_dim, dequantize, discrete_log_prob
-from .base import GenerativeModel, warmup_cosine
+from .base import GenerativeModel, mirrored, register_mirrored, set_mirrored, warmup_cosine
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -86,16 +86,16 @@ class ActNorm(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, c, 1, 1))
         self.logs = nn.Parameter(torch.zeros(1, c, 1, 1))
-        self.register_buffer("initialized", torch.tensor(False))
+        register_mirrored(self, "initialized", False)
 
     @torch.no_grad()
     def _initialize(self, x):
         self.bias.copy_(-x.mean((0, 2, 3), keepdim=True))
         self.logs.copy_(-x.std((0, 2, 3), keepdim=True, correction=0).clamp_min(1e-3).log())
-        self.initialized.fill_(True)
+        set_mirrored(self, "initialized", True)
 
     def forward(self, x):  # (B, C, H, W) -> same, log-det (B,)
-        if self.training and not self.initialized:
+        if self.training and not mirrored(self, "initialized"):
             self._initialize(x)
         logdet = self.logs.sum() * x.shape[2] * x.shape[3]
         return (x + self.bias) * self.logs.exp(), logdet.expand(len(x))

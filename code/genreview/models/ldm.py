@@ -42,7 +42,7 @@ from ..diffusion.sampling import reverse_process, timestep_batch
 from ..diffusion.schedule import NoiseSchedule, make_betas
 from ..diffusion.unet import UNet
 from ..hparams import hp
-from .base import EMA, GenerativeModel, warmup_cosine
+from .base import EMA, GenerativeModel, mirrored, register_mirrored, set_mirrored, warmup_cosine
 
 
 @dataclass
@@ -172,6 +172,7 @@ class LatentDiffusion(GenerativeModel):
 
     family = "diffusion"
     samplers = ("ddpm", "ddim")
+    two_stage = True
     likelihood = "none"
     likelihood_note = "none: the decoder is deterministic, so there is no density on pixels"
 
@@ -186,20 +187,21 @@ class LatentDiffusion(GenerativeModel):
                          cfg.dropout, num_classes=cfg.num_classes)
         self.schedule = NoiseSchedule(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
         self.ema = EMA(self.unet, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self.register_buffer("total_steps", torch.zeros((), dtype=torch.long))  # 0 = not told: stage 1 throughout
+        # counters read by every step: Python values mirrored in buffers (see base.register_mirrored)
+        register_mirrored(self, "steps_done", 0)
+        register_mirrored(self, "total_steps", 0)  # 0 = not told: stage 1 throughout
         self.register_buffer("scale_factor", torch.ones(()))
-        self.register_buffer("scaled", torch.zeros((), dtype=torch.bool))      # scale_factor measured yet?
+        register_mirrored(self, "scaled", False)   # scale_factor measured yet?
 
     # ---- the two stages ---------------------------------------------------------------
     @property
     def ae_steps(self) -> int:
-        return round(self.cfg.ae_fraction * int(self.total_steps))
+        return round(self.cfg.ae_fraction * mirrored(self, "total_steps"))
 
     @property
     def phase(self) -> int:
         """1 while the autoencoder trains, 2 once the denoiser does."""
-        if int(self.total_steps) == 0 or int(self.steps_done) < self.ae_steps:
+        if mirrored(self, "total_steps") == 0 or mirrored(self, "steps_done") < self.ae_steps:
             return 1
         return 2
 
@@ -209,7 +211,7 @@ class LatentDiffusion(GenerativeModel):
         mean, logvar = self.ae.encode(x)
         z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
         self.scale_factor.fill_(1 / z.float().std())
-        self.scaled.fill_(True)
+        set_mirrored(self, "scaled", True)
 
     @torch.no_grad()
     def latent(self, x):  # (B, C, H, W) in [0, 1] -> scaled sample s z of q(z|x), (B, c, H/4, W/4)
@@ -255,7 +257,7 @@ class LatentDiffusion(GenerativeModel):
     def lr_schedulers(self, optimizers, total_steps):
         """Records total_steps (it decides the stage switch); the denoiser's schedule starts at the switch.
         The denoiser's comes first, so that the trainer's logged "lr" is the denoiser's."""
-        self.total_steps.fill_(total_steps)
+        set_mirrored(self, "total_steps", total_steps)
         n_ae = self.ae_steps
         ae = warmup_cosine(optimizers["ae"], max(1, n_ae // 20), max(1, n_ae))
         diffusion = warmup_cosine(optimizers["diffusion"], self.cfg.warmup_steps, max(1, total_steps - n_ae))
@@ -265,7 +267,7 @@ class LatentDiffusion(GenerativeModel):
 
     def train_step(self, x, y, optimizers, amp=nullcontext):
         phase = self.phase
-        if phase == 2 and not self.scaled:
+        if phase == 2 and not mirrored(self, "scaled"):
             self.set_scale_factor(x)
         net, opt = (self.ae, optimizers["ae"]) if phase == 1 else (self.unet, optimizers["diffusion"])
         with amp():
@@ -277,7 +279,7 @@ class LatentDiffusion(GenerativeModel):
         opt.step()
         if phase == 2 and self.ema is not None:
             self.ema.update(self.unet)
-        self.steps_done += 1
+        set_mirrored(self, "steps_done", mirrored(self, "steps_done") + 1)
         return {k: v.detach().float() for k, v in losses.items()}
 
     # ---- sampling ---------------------------------------------------------------------

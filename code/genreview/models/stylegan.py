@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hparams import hp
-from .base import EMA, GenerativeModel
+from .base import EMA, GenerativeModel, mirrored, register_mirrored, set_mirrored
 from .stylegan_layers import SQRT2, EqualConv2d, EqualLinear, conv, lrelu
 
 
@@ -249,7 +249,7 @@ class StyleGAN(GenerativeModel):
         self.G = Generator(shape, cfg)
         self.D = Discriminator(shape, cfg.width_d)
         self.G_ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # for lazy R1
+        register_mirrored(self, "steps", 0)                             # for lazy R1
         self.register_buffer("last_r1", torch.zeros(()))                # reported between R1 steps
 
     @property
@@ -279,8 +279,9 @@ class StyleGAN(GenerativeModel):
 
     def train_step(self, x, y, optimizers, amp=nullcontext):
         cfg = self.cfg
-        self.steps += 1
-        do_r1 = cfg.r1_gamma > 0 and int(self.steps) % cfg.r1_every == 0
+        steps = mirrored(self, "steps") + 1
+        set_mirrored(self, "steps", steps)
+        do_r1 = cfg.r1_gamma > 0 and steps % cfg.r1_every == 0
         real = (x * 2 - 1).detach().requires_grad_(do_r1)                # (B, C, H, W) in [-1, 1]
         # Discriminator: softplus(D(fake)) + softplus(-D(real)), plus lazy R1 on the reals.
         with amp():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..hparams import hp
+from .base import mirrored, register_mirrored, set_mirrored
 from .dcgan import DCGAN, DCGANConfig
 
 
@@ -34,12 +35,13 @@ class CriticGAN(DCGAN):
 
     def __init__(self, cfg: CriticGANConfig, shape):
         super().__init__(cfg, shape)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # train_step calls so far
+        register_mirrored(self, "step", 0)                               # train_step calls so far
         self.register_buffer("last_g_loss", torch.zeros(()))             # reported between G's steps
 
     def train_step(self, x, y, optimizers, amp=nullcontext):
-        self.step += 1
-        generator_turn = int(self.step) % self.cfg.n_critic == 0
+        step = mirrored(self, "step") + 1
+        set_mirrored(self, "step", step)
+        generator_turn = step % self.cfg.n_critic == 0
         fake, d = self.critic_step(x * 2 - 1, y, optimizers, amp, generator_turn)
         if generator_turn:
             self.last_g_loss.copy_(self.generator_step(fake, y, optimizers, amp))

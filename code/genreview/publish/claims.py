@@ -3,15 +3,20 @@
 `paper/claims.yaml` writes each claim down once (its words, its sources, the measured quantity
 that tests it); the rules below turn the summary's numbers into a verdict:
 
-- supported / contradicted: the measurement goes the claimed way / the other way, by more than
-  the summed seed spreads when both sides have two or more seeds, or, with a single seed, by more
-  than `margin` (the ledger's, 10%) of the larger value;
-- inconclusive: the gap is within that;
+- the rules that compare two numbers (compare, threshold, detach, ddim) ask the one verdict engine,
+  `verdicts.judge`: the effect of a against b (a log ratio or a difference, `summary.inference`), its
+  95% bootstrap interval over seeds and a p-value; the p-values of all these claims are adjusted
+  together by Benjamini-Hochberg (the ledger's `alpha`), then: supported / contradicted when the
+  adjusted p is below alpha and the interval excludes no difference on the claimed / the other side;
+  equivalent when the whole interval lies within the ledger's practical `margin`; inconclusive
+  otherwise, with its reason ("one seed": a single seed gives no interval);
+- the study rules (stability, sensitivity, collapse, ...) count failed runs, as their sections do;
 - not measured: the build lacks a model or number the test needs (a profile that trains fewer
   models), never counted as evidence either way.
 
 Each verdict carries its evidence as the paper prints it: the numbers, the models and the seed
-counts. `tables.claims.write_claims` stores every verdict in results/<profile>/claims.json and writes the
+counts, and for an engine verdict the effect with its interval and the adjusted p-value.
+`tables.claims.write_claims` stores every verdict in results/<profile>/claims.json and writes the
 ledger table and the family comparison table for the paper.
 """
 from __future__ import annotations
@@ -21,21 +26,17 @@ from pathlib import Path
 
 import yaml
 
+from ..summary import inference as I
+from ..summary.stats import stat
 from .formatting import fmt, pm, times
-from .verdicts import (EQUILIBRIUM_TOL, METRIC_INFO, SMALL_LOSS, dynamics_study, equilibrium, probe_metric,
+from .verdicts import (EQUILIBRIUM_TOL, SMALL_LOSS, dynamics_study, equilibrium, judge, probe_metric,
                        sampler_study, sensitivity_verdict, stability_verdict)
 
-VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
+VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not measured")
 TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",
          "equilibrium", "detach", "ddim", "no_likelihood")
 FIELDS = {"id", "claim", "sources", "topic", "test", "quantity", "a", "b", "expect", "models", "baseline",
           "value", "value_label"}
-# quantity -> (how the paper names it, True if lower is better)
-QUANTITIES = {"sharpness": ("sharpness", False), "class_kl": ("class KL", True),
-              "probe:recon_mse": ("reconstruction MSE", True), "probe:probe_acc": ("linear-probe accuracy", False),
-              "probe:ppl": ("path length", True), "translation:fd": ("FD", True),
-              "cond_accuracy": ("conditional accuracy", False), "bpd": ("bits/dim", True),
-              "ms_per_step": ("ms per step", True), "sample_ms_per_image": ("ms per image", True)}
 
 
 class LedgerError(ValueError):
@@ -49,6 +50,10 @@ def load_ledger(path: str | Path) -> dict:
         led = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise LedgerError(f"claims ledger {path} not found: it lives in paper/claims.yaml") from None
+    try:
+        I.InferenceConfig.from_mapping(led, str(path))
+    except ValueError as e:
+        raise LedgerError(str(e)) from None
     seen = set()
     for i, c in enumerate(led.get("claims", [])):
         where = f"{path}: claim {i + 1} ({c.get('id', 'no id')})"
@@ -73,6 +78,9 @@ def load_ledger(path: str | Path) -> dict:
         allowed = {"compare": ("lower", "higher"), "threshold": ("below", "above")}.get(c["test"])
         if allowed and c["expect"] not in allowed:
             raise LedgerError(f"{where}: expect must be one of {allowed}, not '{c['expect']}'")
+        if "quantity" in c and c["quantity"] not in I.METRICS:
+            raise LedgerError(f"{where}: unknown quantity '{c['quantity']}'; declare it in "
+                              f"genreview.summary.inference.METRICS (known: {', '.join(sorted(I.METRICS))})")
         for s in c["sources"]:
             if s not in led.get("sources", {}):
                 raise LedgerError(f"{where}: unknown source '{s}'; declare it under 'sources'")
@@ -104,13 +112,11 @@ def quantity(summary: dict, model: str, q: str) -> dict | None:
 
 
 def lower_is_better(q: str) -> bool:
-    if q in QUANTITIES:
-        return QUANTITIES[q][1]
-    return METRIC_INFO.get(q, (q, True))[1]
+    return I.metric(q).lower_is_better
 
 
 def label(q: str) -> str:
-    return QUANTITIES.get(q, METRIC_INFO.get(q, (q.split(":")[-1],)))[0]
+    return I.metric(q).label
 
 
 def family_members(summary: dict, family: str) -> list[str]:
@@ -157,16 +163,9 @@ def _seeds(st: dict) -> str:
 
 # --------------------------------------------------------------------------- the rules
 
-def _gap_verdict(claimed_way: bool, gap: float, a: dict, b: dict, margin: float) -> str:
-    """supported/contradicted when the gap counts (beyond the seed spreads, or beyond margin with
-    one seed), else inconclusive."""
-    if a["n"] >= 2 and b["n"] >= 2:
-        counts = gap > (a["std"] or 0) + (b["std"] or 0)
-    else:
-        counts = gap > margin * max(abs(a["mean"]), abs(b["mean"]), 1e-12)
-    if not counts:
-        return "inconclusive"
-    return "supported" if claimed_way else "contradicted"
+class Test(dict):
+    """What a rule asks the engine (`verdicts.judge`): {"a", "b", "metric", "claimed"}. `evaluate`
+    judges every Test of the ledger, adjusts their p-values together and sets the verdicts."""
 
 
 def rule_compare(summary, c, margin):
@@ -176,12 +175,10 @@ def rule_compare(summary, c, margin):
     qa, qb = (quantity(summary, a, q) if a else None), (quantity(summary, b, q) if b else None)
     if not qa or not qb:
         return "not measured", f"needs {label(q)} of {_tx(c['a'])} and {_tx(c['b'])}", {}
-    lower = qa["mean"] < qb["mean"]
-    verdict = _gap_verdict(lower == (c["expect"] == "lower"), abs(qa["mean"] - qb["mean"]), qa, qb, margin)
     scale, unit = (1e-6, "M") if q == "params" else (1.0, "")
     ev = (f"{label(q)} {pm(qa, scale=scale)}{unit} ({_display(summary, a)}, {_seeds(qa)}) vs.\\ "
           f"{pm(qb, scale=scale)}{unit} ({_display(summary, b)}, {_seeds(qb)})")
-    return verdict, ev, {"a": a, "b": b, "a_value": qa, "b_value": qb}
+    return Test(a=qa, b=qb, metric=q, claimed=c["expect"]), ev, {"a": a, "b": b, "a_value": qa, "b_value": qb}
 
 
 def rule_threshold(summary, c, margin):
@@ -190,13 +187,11 @@ def rule_threshold(summary, c, margin):
     if not qa:
         return "not measured", f"needs {label(q)} of {_tx(a)}", {}
     v = float(c["value"])
-    below = qa["mean"] < v
-    ref = {"mean": v, "std": 0.0, "n": qa["n"]}
-    verdict = _gap_verdict(below == (c["expect"] == "below"), abs(qa["mean"] - v), qa, ref, margin)
+    test = Test(a=qa, b=v, metric=q, claimed={"below": "lower", "above": "higher"}[c["expect"]])
     what = c.get("value_label")
     ev = (f"{label(q)} {pm(qa)} ({_display(summary, a)}, {_seeds(qa)}) against {fmt(v)}"
           + (f" ({what})" if what else ""))
-    return verdict, ev, {"a": a, "a_value": qa, "value": v}
+    return test, ev, {"a": a, "a_value": qa, "value": v}
 
 
 def _one_way(claimed: bool, reverse: bool) -> str:
@@ -290,32 +285,31 @@ def rule_equilibrium(summary, c, margin):
 
 
 def rule_detach(summary, c, margin):
-    """Essential = the run without .detach() ends with an FD worse by more than `margin`."""
+    """Essential = the run without .detach() ends with a higher FD than the run with it (one run each:
+    the engine calls one seed inconclusive)."""
     d = (dynamics_study(summary, c["a"]) or {}).get("detach")
     if not d:
         return "not measured", f"needs the detach ablation of {_tx(c['a'])}", {}
     fw, fo = d["with"].get("fd"), d["without"].get("fd")
     if fw is None or fo is None:
         return "not measured", "a run of the ablation did not finish", {}
-    worse = fo > fw
-    counts = abs(fo - fw) > margin * max(fw, fo)
-    verdict = "supported" if worse and counts else "contradicted" if not counts or not worse else "inconclusive"
     ev = (f"FD {fmt(fo)} without vs.\\ {fmt(fw)} with (one seed, {d['with'].get('steps', '')} steps); "
-          f"a step costs {times(d['time_ratio'])} as much")
-    return verdict, ev, {"fd_with": fw, "fd_without": fo, "time_ratio": d["time_ratio"]}
+          f"a step costs {times(d['time_ratio'], 'as much')}")
+    return (Test(a=stat([fo]), b=stat([fw]), metric="fd", claimed="higher"), ev,
+            {"fd_with": fw, "fd_without": fo, "time_ratio": d["time_ratio"]})
 
 
 def rule_ddim(summary, c, margin):
     st = sampler_study(summary, c["a"])
     if not st:
         return "not measured", f"needs the sampler sweep of {_tx(c['a'])}", {}
-    ref, fast = st["ref"], st["fastest"]
-    if fast is None:
-        return ("contradicted", f"no DDIM step count stays within {fmt((SMALL_LOSS - 1) * 100)}\\% of the best FD "
-                f"({fmt(ref['fd']['mean'])} at {ref['steps']} steps)", {})
-    ev = (f"DDIM at {fast['steps']} steps: FD {fmt(fast['fd']['mean'])} vs.\\ {fmt(ref['fd']['mean'])} at "
-          f"{ref['steps']} steps, {times(st['speedup'])} faster ({_seeds(fast['fd'])})")
-    return ("supported" if st["supported"] else "inconclusive"), ev, {"speedup": st["speedup"]}
+    ref, few = st["ref"], st["few"]
+    if few is None:
+        return "not measured", f"needs a DDIM point at a fifth of the {ref['steps']} steps or fewer", {}
+    ev = (f"DDIM at {few['steps']} steps: FD {fmt(few['fd']['mean'])} against {fmt(SMALL_LOSS)} times "
+          f"{fmt(ref['fd']['mean'])} at {ref['steps']} steps, "
+          f"{times(ref['ms_per_image']['mean'] / few['ms_per_image']['mean'], 'faster')} ({_seeds(few['fd'])})")
+    return Test(st["claim_test"]), ev, {"steps": few["steps"], "ref_steps": ref["steps"]}
 
 
 def rule_no_likelihood(summary, c, margin):
@@ -334,17 +328,42 @@ RULES = {name: globals()[f"rule_{name}"] for name in TESTS}
 
 
 def evaluate(summary: dict, ledger: dict) -> dict:
-    """Every claim's verdict with its evidence; counts of each verdict."""
-    margin = float(ledger.get("margin", 0.1))
-    rows = []
+    """Every claim's verdict with its evidence; counts of each verdict.
+
+    The claims the engine tests (their rule returns a `Test`) are judged twice: once for their raw
+    p-values, which Benjamini-Hochberg adjusts together (`inference.bh_adjust`, the family being this
+    ledger's engine tests), and once with the adjusted p-value, which decides the verdict."""
+    cfg = I.InferenceConfig.from_mapping(ledger, "paper/claims.yaml")
+    rows, tests = [], {}
     for c in ledger["claims"]:
-        verdict, evidence, numbers = RULES[c["test"]](summary, c, margin)
+        verdict, evidence, numbers = RULES[c["test"]](summary, c, cfg.margin)
+        if isinstance(verdict, Test):
+            tests[c["id"]] = verdict
         rows.append({"id": c["id"], "claim": c["claim"], "sources": c["sources"], "topic": c["topic"],
                      "test": c["test"], "quantity": label(c["quantity"]) if "quantity" in c else c["test"],
-                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers)})
+                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers), "reason": None})
+    first = {k: judge(**t, cfg=cfg) for k, t in tests.items()}
+    family = [k for k, j in first.items() if j.effect.p is not None]
+    adjusted = dict(zip(family, I.bh_adjust(first[k].effect.p for k in family)))
+    for r in rows:
+        if r["id"] not in tests:
+            continue
+        j = judge(**tests[r["id"]], cfg=cfg, p_adj=adjusted.get(r["id"]))
+        e = j.effect
+        r.update(verdict=j.kind, reason=j.reason, seeds=[e.n_a, e.n_b], p=e.p, p_adj=adjusted.get(r["id"]),
+                 effect={"scale": e.scale, "estimate": e.estimate, "lo": e.lo, "hi": e.hi, "text": j.estimate},
+                 evidence=r["evidence"] + "; " + (f"{j.estimate}, adjusted $p {_p(j.p_adj)}$"
+                                                   if e.lo is not None else "one seed: no interval"))
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-    return {"profile": summary["profile"], "margin": margin, "claims": rows, "counts": counts,
+    one_seed = sum(r["reason"] == "one seed" for r in rows)
+    return {"profile": summary["profile"], "margin": cfg.margin, "alpha": cfg.alpha, "level": cfg.level,
+            "n_tests": len(family), "claims": rows, "counts": counts, "one_seed": one_seed,
             "sources": ledger["sources"], "by_id": {r["id"]: r for r in rows}}
+
+
+def _p(p: float) -> str:
+    """'= 0.012' or '< 0.001': an adjusted p-value as the ledger prints it."""
+    return f"= {fmt(p, 2)}" if p >= 0.001 else "< 0.001"
 
 
 def _plain(x):

@@ -61,13 +61,26 @@ def column_decimals(entries, sig: int = 2, scale: float = 1.0, max_decimals: int
     return min(max(d, default=0), max_decimals)
 
 
-def times(ratio: float) -> str:
-    """'3.2 times', or 'about as' for ratios within 5% of one."""
-    return "about as" if 0.95 <= ratio < 1.05 else f"{fmt(ratio, 2)} times"
+NEAR_ONE = {"": "about", "as much": "about as much", "faster": "about as fast", "slower": "about as fast",
+            "more": "about as much", "larger": "about as large", "smaller": "about as large"}
+
+
+def times(ratio: float, after: str = "") -> str:
+    """A ratio as a phrase with what follows it: '3.2 times faster', '3.2 times as much', '3.2 times' (before
+    a noun: '3.2 times the VAE's'); within 5% of one the phrase reads 'about as fast', 'about as much',
+    'about' ('about the VAE's'). `after` is one of NEAR_ONE's keys."""
+    if after not in NEAR_ONE:
+        raise ValueError(f"times(): unknown phrase {after!r}; one of {sorted(NEAR_ONE)} (add it to NEAR_ONE)")
+    if ratio is None or not math.isfinite(ratio):
+        return "n/a"
+    if 0.95 <= ratio < 1.05:
+        return NEAR_ONE[after]
+    return f"{fmt(ratio, 2)} times" + (f" {after}" if after else "")
 
 
 def sci(x: float, math_mode: bool = True) -> str:
-    """A small number as LaTeX scientific notation, '2 \\times 10^{-4}' (in $...$ unless math_mode is False)."""
+    """A small or large number in LaTeX scientific notation, '2 \\times 10^{-4}' (in $...$ unless
+    math_mode is False)."""
     if x is None:
         return "n/a"
     exp = math.floor(math.log10(abs(x))) if x else 0

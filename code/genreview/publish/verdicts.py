@@ -1,72 +1,153 @@
 """Verdicts: the words the paper chooses from the results, as data.
 
-`compare` turns two seed-aggregated measurements into a comparative word ("lower", "faster"),
-and says whether the gap exceeds the seed spread and how many seeds stand behind it; the study
-functions below summarise one study each (the sampler sweep of Song et al. 2021, classifier-free
-guidance, the short-run training dynamics of Lucic et al. 2018, the discriminator's equilibrium of
-Goodfellow et al. 2014, quality against training compute) for the templates to print.
+`judge` is the one verdict engine: it turns two seed-aggregated measurements (or one and a fixed value)
+into the effect of a against b with its 95% interval and p-value (`summary.inference`), a verdict kind
+(supported, contradicted, equivalent, inconclusive; "different" where no direction is claimed) and the
+comparative word the prose prints ("lower than", "faster than"; "about the same as" only when the two are
+equivalent). The ledger (`claims`), the templates (through `compare`, a name for `judge` without a claim)
+and the tables all take their words from it; templates print verdicts and never compare numbers
+(tests/test_one_engine.py). The study functions below summarise one study each (the sampler sweep of Song
+et al. 2021, classifier-free guidance, the short-run training dynamics of Lucic et al. 2018, the
+discriminator's equilibrium of Goodfellow et al. 2014, quality against training compute) for the templates.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from .formatting import fmt
+from .formatting import NEAR_ONE, column_decimals, fmt
+from ..summary import inference as I
 from ..summary.stats import stat
 
-# Metric name -> (label in the paper, True if lower is better)
-METRIC_INFO = {
-    "fd": ("FD", True), "fd_inf": ("FD extrapolated to infinite N", True), "kid": ("KID", True), "is": ("IS", False),
-    "precision": ("precision", False), "recall": ("recall", False),
-    "density": ("density", False), "coverage": ("coverage", False),
-    "sample_ms_per_image": ("sampling time", True), "train_seconds": ("training time", True),
-    "ms_per_step": ("time per step", True), "params": ("parameters", True), "nfe": ("NFE", True),
-    "recon_mse": ("reconstruction MSE", True), "fid_inception": ("Inception FID", True),
-    "bpd": ("bits/dim", True),
-}
+DECISIVE = ("supported", "contradicted", "different")
 
 
-@dataclass
-class Comparison:
-    word: str            # the comparative word chosen from the numbers
-    a: str               # formatted values, as the paper prints them
+def _num(x: float, decimals: int) -> str:
+    s = fmt(x, decimals=decimals)
+    return f"${s}$" if s.startswith("-") else s
+
+
+def seeds_text(n_a: int, n_b: int | None) -> str:
+    """'3 seeds each', '3 and 2 seeds', 'one seed each', '3 seeds' (against a fixed value)."""
+    def one(n):
+        return "one seed" if n == 1 else f"{n} seeds"
+    if n_b is None:
+        return one(n_a)
+    if n_a == n_b:
+        return f"{one(n_a)} each"
+    return f"{n_a} and {n_b} seeds"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One comparison of a with b, decided by `judge`."""
+    word: str                # the comparative word ("lower than", "about the same as", ...)
+    kind: str                # supported / contradicted / equivalent / inconclusive, or different (no claim)
+    a: str                   # the two means, formatted as the paper prints them
     b: str
-    ratio: float         # a / b
-    decisive: bool       # the gap exceeds the summed seed spreads (False with a single seed)
-    n: int               # seeds behind the smaller side
+    label: str               # the metric as the paper names it
+    effect: I.Effect         # the effect, its interval and p-value
+    p_adj: float | None      # the Benjamini-Hochberg adjusted p-value (the raw one outside a family)
+    reason: str | None       # why an inconclusive verdict is one ("one seed", ...)
+    mean_a: float
+    mean_b: float
 
     def __str__(self):
         return self.word
 
+    @property
+    def n(self) -> int:
+        """Seeds behind the smaller side."""
+        return min(self.effect.n_a, self.effect.n_b or self.effect.n_a)
 
-def compare(a: dict, b: dict, lower_is_better: bool, words=("better", "worse"), sig: int = 3,
-            tie_rel: float = 0.02) -> Comparison:
-    """Compare two seed-aggregated stats; `words` = (word when a is better, word when a is worse).
+    @property
+    def decisive(self) -> bool:
+        return self.kind in DECISIVE
 
-    Within `tie_rel` relative difference the word is "about the same as".
-    """
-    ma, mb = a["mean"], b["mean"]
-    n = min(a["n"], b["n"])
-    gap = abs(ma - mb)
-    spread = (a.get("std") or 0) + (b.get("std") or 0)
-    if gap <= tie_rel * max(abs(ma), abs(mb), 1e-12):
+    @property
+    def ratio(self) -> float:
+        return self.mean_a / self.mean_b if self.mean_b else math.inf
+
+    @property
+    def seeds(self) -> str:
+        return seeds_text(self.effect.n_a, self.effect.n_b)
+
+    @property
+    def estimate(self) -> str:
+        """The effect with its interval, e.g. 'FD 0.62$\\times$ [0.55, 0.70]' or 'recall $-0.05$ [...]'."""
+        e = self.effect
+        f = math.exp if e.scale == "log_ratio" else float
+        d = column_decimals([f(e.estimate)] + ([abs(f(e.hi) - f(e.lo))] if e.lo is not None else []), sig=2)
+        body = _num(f(e.estimate), d) + ("$\\times$" if e.scale == "log_ratio" else "")
+        ci = f" [{_num(f(e.lo), d)}, {_num(f(e.hi), d)}]" if e.lo is not None else ""
+        return f"{self.label} {body}{ci}"
+
+    @property
+    def interval(self) -> str:
+        """'FD 0.62$\\times$ [0.55, 0.70], 3 seeds each' (the ledger's and the tables' form)."""
+        return f"{self.estimate}, {self.seeds}"
+
+    @property
+    def evidence(self) -> str:
+        """How far the comparison can be trusted, for the prose: the seeds, the interval, the verdict."""
+        if self.effect.lo is None:
+            return f"{self.seeds}, so no interval"
+        tail = {"equivalent": ", within the margin", "inconclusive": f", {self.reason}"}.get(self.kind, "")
+        return f"{self.seeds}; {self.estimate}{tail}"
+
+    def times(self, after: str = "") -> str:
+        """a's mean as a multiple of b's: '3.2 times the VAE's', '3.2 times as much'; with 'faster' or
+        'slower' the larger over the smaller ('3.2 times faster'). 'About as fast' only when equivalent."""
+        if after not in NEAR_ONE:
+            raise ValueError(f"times(): unknown phrase {after!r}; one of {sorted(NEAR_ONE)}")
+        if self.kind == "equivalent":
+            return NEAR_ONE[after]
+        r = self.ratio if after in ("", "as much", "more", "larger") else max(self.ratio, 1 / self.ratio)
+        return f"{fmt(r, 2)} times" + (f" {after}" if after else "")
+
+
+def judge(a, b, metric: str, claimed: str | None = None, words=("lower than", "higher than"),
+          cfg: I.InferenceConfig | None = None, p_adj: float | None = None, sig: int = 3) -> Judgement:
+    """The one verdict engine: a against b on `metric` (a key of `summary.inference.METRICS`).
+
+    a: a seed stat ({"mean", "std", "n", "values"}); b: the same or a fixed value; claimed: "lower" or
+    "higher" when a claim says which way a lies (in the metric's value), None for a plain comparison;
+    words: (word when a's value is lower, word when it is higher), e.g. ("faster than", "slower than") for
+    times; cfg: margin, alpha, level and bootstrap settings (the ledger's); p_adj: the p-value after the
+    family's correction (the ledger's Benjamini-Hochberg step), else the raw one."""
+    if claimed not in (None, "lower", "higher"):
+        raise ValueError(f"claimed must be 'lower', 'higher' or None, not {claimed!r}")
+    cfg = cfg or I.InferenceConfig()
+    e = I.effect(a, b, metric, cfg)
+    mean_a, mean_b = (a["mean"], b["mean"] if isinstance(b, dict) else float(b))
+    kind, reason = I.verdict(e, claimed, I.margin_of(e, metric, cfg.margin, mean_b), cfg.alpha, p_adj)
+    if kind == "equivalent":
         word = "about the same as"
+    elif e.estimate == 0:
+        word = "equal to"
     else:
-        a_better = (ma < mb) == lower_is_better
-        word = words[0] if a_better else words[1]
-    return Comparison(word, fmt(ma, sig), fmt(mb, sig), (ma / mb) if mb else float("inf"),
-                      n >= 2 and gap > spread, n)
+        word = words[0] if e.estimate < 0 else words[1]
+    return Judgement(word, kind, fmt(mean_a, sig), fmt(mean_b, sig), I.metric(metric).label, e,
+                     p_adj if p_adj is not None else e.p, reason, mean_a, mean_b)
 
 
-def evidence(c: Comparison) -> str:
-    """How much a comparison can be trusted, in words: the seed count and the spread."""
-    if c.n < 2:
-        return "one seed each"
-    return f"{c.n} seeds each, gap {'larger than' if c.decisive else 'within'} the seed spread"
+def compare(a: dict, b, metric: str, words=("lower than", "higher than"), sig: int = 3) -> Judgement:
+    """`judge` without a claim: the templates' name for it (the word comes from the same rule)."""
+    return judge(a, b, metric, words=words, sig=sig)
+
+
+def evidence(j: Judgement) -> str:
+    """How much a comparison can be trusted, in words (`Judgement.evidence`)."""
+    return j.evidence
+
+
+def lower_is_better(metric: str) -> bool:
+    return I.metric(metric).lower_is_better
 
 
 def ordinal_rank(summary: dict, metric: str) -> list[str]:
     """Model names ordered best first by `metric` (models without it are left out)."""
-    lower = METRIC_INFO[metric][1]
+    lower = lower_is_better(metric)
     ms = [(m, s["metrics"][metric]["mean"]) for m, s in summary["models"].items()
           if s["metrics"].get(metric, {}).get("mean") is not None]
     return [m for m, _ in sorted(ms, key=lambda t: t[1] if lower else -t[1])]
@@ -93,8 +174,12 @@ def sampler_study(summary: dict, model: str) -> dict | None:
 
     ref: the best point at the largest step count (any sampler); fastest: the DDIM point with the
     fewest steps whose FD is within SMALL_LOSS of ref's (None if no DDIM point is); fewest_ddim and
-    fewest_ancestral: both samplers at the smallest step count; supported: whether DDIM at one fifth
-    of ref's network evaluations or fewer stays within SMALL_LOSS (the claim of Song et al. 2021)."""
+    fewest_ancestral: both samplers at the smallest step count; few: the DDIM point with the lowest FD
+    among those at one fifth of ref's network evaluations or fewer (None without one); claim_test: the
+    engine's test of Song et al. 2021's claim that it stays within SMALL_LOSS of ref (few's FD lower than
+    SMALL_LOSS times ref's, the arguments of `judge`); claim: its judgement (the verdict; the ledger
+    adjusts its p-value among its other tests); supported: what the means alone say (fastest exists at a
+    fifth of ref's evaluations or fewer), a description of the sweep and no verdict."""
     pts = [p for p in summary.get("sweep", {}).get(model, {}).get("points", []) if p["sampler"] != "native"]
     if not pts:
         return None
@@ -106,10 +191,17 @@ def sampler_study(summary: dict, model: str) -> dict | None:
     fastest = close[0] if close else None
     out = {"ref": ref, "fastest": fastest, "ddim": ddim, "ancestral": anc,
            "fewest_ddim": ddim[0] if ddim else None, "fewest_ancestral": anc[0] if anc else None,
-           "supported": bool(fastest and fastest["nfe"]["mean"] * 5 <= ref["nfe"]["mean"]),
            "speedup": (ref["ms_per_image"]["mean"] / fastest["ms_per_image"]["mean"]) if fastest else None}
+    few = [p for p in ddim if p["nfe"]["mean"] * 5 <= ref["nfe"]["mean"]]
+    out["few"] = min(few, key=_fd) if few else None
+    out["claim_test"] = out["claim"] = None
+    if out["few"]:
+        scaled = stat(v * SMALL_LOSS for v in ref["fd"]["values"])
+        out["claim_test"] = {"a": out["few"]["fd"], "b": scaled, "metric": "fd", "claimed": "lower"}
+        out["claim"] = judge(**out["claim_test"])
+    out["supported"] = bool(fastest and fastest["nfe"]["mean"] * 5 <= ref["nfe"]["mean"])
     if ddim and anc and ddim[0]["steps"] == anc[0]["steps"]:
-        out["few_steps"] = compare(ddim[0]["fd"], anc[0]["fd"], True, ("lower than", "higher than"))
+        out["few_steps"] = compare(ddim[0]["fd"], anc[0]["fd"], "fd")
     return out
 
 
@@ -126,10 +218,10 @@ def guidance_study(summary: dict, model: str) -> dict | None:
     lo, hi = pts[0], pts[-1]
     return {"points": pts, "lo": lo, "hi": hi, "best_fd": best_point(pts),
             "best_acc": max(pts, key=lambda p: p["cond_accuracy"]["mean"]),
-            "acc": compare(hi["cond_accuracy"], lo["cond_accuracy"], False, ("higher than", "lower than")),
-            "recall": compare(hi["recall"], lo["recall"], False, ("higher than", "lower than")),
-            "precision": compare(hi["precision"], lo["precision"], False, ("higher than", "lower than")),
-            "fd": compare(hi["fd"], lo["fd"], True, ("lower than", "higher than"))}
+            "acc": compare(hi["cond_accuracy"], lo["cond_accuracy"], "cond_accuracy"),
+            "recall": compare(hi["recall"], lo["recall"], "recall"),
+            "precision": compare(hi["precision"], lo["precision"], "precision"),
+            "fd": compare(hi["fd"], lo["fd"], "fd")}
 
 
 # --------------------------------------------------------------------------- the GAN study
@@ -244,6 +336,6 @@ def compute_study(summary: dict) -> dict | None:
             "by_images": sorted(reached, key=lambda m: tt[m]["images"]),
             "never": [m for m in models if not tt[m]], "final": final, "by_final": by_final,
             "hidden": [(a, b) for a, b in swaps([m for m in by_final if m in reached], reached)
-                       if compare(final[a], final[b], True, ("lower than", "higher than")).word == "lower than"],
+                       if compare(final[a], final[b], "fd").word == "lower than"],
             "ddim": any(c["sampler"] == "ddim" for c in curves.values()),
             "sampler_steps": next((c["sampler_steps"] for c in curves.values() if c["sampler"] == "ddim"), None)}

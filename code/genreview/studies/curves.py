@@ -28,8 +28,8 @@ from ..files import load_cache, load_torch, rebuild_command
 from ..hashing import content_digest
 from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import classifier_digest, load_classifier
-from ..evaluation.evaluate import generate, reference_images
-from ..evaluation.metrics import EvalConfig, Reference
+from ..evaluation.evaluate import generate, shared_reference
+from ..evaluation.metrics import EvalConfig
 from ..models import build
 from ..training.config import snapshot_steps
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads
@@ -76,13 +76,14 @@ def point_key(path: Path, step: int, scoring: dict, rebuild: str | None = None) 
 
 
 def curve_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, reference: str | Path | None = None) -> dict:
     """Score every snapshot of the run in `run_dir`; writes out/points/step<k>.json per snapshot and
     out/curve.json: {"model", "seed", "status", "n", "threshold", "sampler", "sampler_steps", "nfe",
     "rows": [{"step", "images", "wall", "fd", "kid", ..., "sample_ms"}] in step order}.
 
     spec: dataset, data_root, device, model, seed, eval (EvalConfig as a dict; its n_samples is replaced
-    by curves.n), curves (CurvesConfig as a dict)."""
+    by curves.n), curves (CurvesConfig as a dict). reference: the `reference` rule's features file (None:
+    computed here)."""
     set_threads(threads)
     run_dir, out = Path(run_dir), Path(out)
     cc = CurvesConfig(**spec["curves"])
@@ -120,7 +121,7 @@ def curve_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str 
             log.info("curve %s: step %d read from %s", spec["model"], step, done)
             continue
         if ref is None:
-            ref = Reference(load_classifier(classifier, device), reference_images(test.images, cfg), cfg)
+            ref = shared_reference(reference, load_classifier(classifier, device), classifier, cfg, spec, test)
         # a corrupt snapshot: retrain the run from scratch (a finished checkpoint writes no snapshots)
         snap = load_torch(path, device, rebuild=rebuild_command(run_dir / "model.pt", run_dir))
         model.load_state_dict(snap["state_dict"])

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from .. import data as D
-from ..files import load_cache, load_torch, rebuild_command
+from ..files import load_cache, load_json, load_torch, rebuild_command
 from ..hparams import MODEL_NAME, hp
-from ..evaluation.classifier import classifier_digest, load_classifier, predict
-from ..evaluation.evaluate import generate, reference_images
-from ..evaluation.metrics import EvalConfig, Reference, class_coverage
+from ..evaluation.classifier import classifier_digest, load_classifier
+from ..evaluation.evaluate import generate, shared_reference
+from ..evaluation.metrics import EvalConfig, Reference, class_coverage, embed
 from ..models import REGISTRY, build
 from ..models.wgan import WGANConfig
 from ..training.config import run_id, TrainConfig
@@ -137,8 +137,10 @@ def plan(spec: dict) -> list[dict]:
     return runs
 
 
-def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int) -> dict:
-    """The run's train spec: the model's, with the run's hparams, seed and batch, and `steps` steps."""
+def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int, chosen: dict | None = None) -> dict:
+    """The run's train spec: the model's, with the run's hparams, seed and batch, and `steps` steps. Where the
+    model's precision or memory format is "auto", the one its main run chose (`chosen`: that run's
+    train_summary.json), so that the short runs train as the main runs do; fp32/contiguous without one."""
     ts = copy.deepcopy(spec["train_spec"])
     ts["seed"] = run["seed"]
     ts["hparams"].update(run["changed"])
@@ -148,8 +150,9 @@ def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int) -> dict:
         epochs=math.ceil(dyn.steps / (n_train // run["batch_size"])),
         sample_epochs=[], sample_grid=dyn.grid, checkpoint_every=100,
         # a fixed setting, so that a short run does not spend its budget on the timing calibration
-        precision="fp32" if train["precision"] == "auto" else train["precision"],
-        memory_format="contiguous" if train["memory_format"] == "auto" else train["memory_format"])
+        precision=(chosen or {}).get("precision", "fp32") if train["precision"] == "auto" else train["precision"],
+        memory_format=((chosen or {}).get("memory_format", "contiguous") if train["memory_format"] == "auto"
+                       else train["memory_format"]))
     return ts
 
 
@@ -177,32 +180,38 @@ def _score(model, run: dict, ref: Reference, ref_hist: torch.Tensor, cfg: EvalCo
     """The protocol's metrics, the class coverage and the sample cost of one trained run; and its grid."""
     fake, secs = generate(model, dyn.n_samples, cfg.batch_size, cfg.seed + run["seed"], ref.device,
                           precision)                                            # (N, C, H, W) uint8
-    hist = torch.bincount(predict(ref.clf, fake), minlength=len(ref_hist)).double() / len(fake)   # (K,)
+    embedded = embed(ref.clf, fake)                                             # features, logits
+    hist = torch.bincount(embedded[1].argmax(1), minlength=len(ref_hist)).double() / len(fake)   # (K,)
     cov = class_coverage(hist, ref_hist, dyn.collapse_share)
-    row = {**ref.score(fake), **cov, "collapsed": cov["classes_covered"] < dyn.collapse_classes * cov["n_classes"],
+    row = {**ref.score(fake, embedded), **cov,
+           "collapsed": cov["classes_covered"] < dyn.collapse_classes * cov["n_classes"],
            "sample_ms_per_image": 1000 * secs / len(fake), "class_histogram": hist.tolist()}
     return row, fake[:dyn.grid]                                                 # (grid, C, H, W)
 
 
-def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None) -> dict:
+def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: int | None = None,
+                 reference: str | Path | None = None, main_run: str | Path | None = None) -> dict:
     """Train and score every run of `plan(spec)` in out/runs/<label>; writes out/dynamics.json (the
     runs in plan order) and out/dynamics_grids.pt ({label: uint8 (grid, C, H, W)}, scored runs only).
 
     spec: dataset, data_root, device, model, seed, train_spec (`config.train_spec` of the model),
-    eval (EvalConfig as a dict; its n_samples is replaced by the study's), dynamics (DynamicsConfig)."""
+    eval (EvalConfig as a dict; its n_samples is replaced by the study's), dynamics (DynamicsConfig).
+    reference: the `reference` rule's features file (None: computed here); main_run: the model's main run's
+    train_summary.json, whose precision and memory format the short runs take (None: fp32, contiguous)."""
     set_threads(threads)
     out = Path(out)
     dyn = DynamicsConfig(**spec["dynamics"])
     cfg = dataclasses.replace(EvalConfig(**spec["eval"]), n_samples=dyn.n_samples)
     device = pick_device(spec["device"])
     runs = plan(spec)
+    chosen = load_json(main_run) if main_run else None  # the main run's precision and memory format
     train = D.load(spec["dataset"], spec["data_root"], "train")
     scoring = scoring_settings(cfg, dyn, classifier)
     ref = ref_hist = None  # built at the first run that needs scoring, then shared by all
     rows, grids, spent = [], {}, []
     for k, run in enumerate(runs):
         run_dir = out / "runs" / run["label"]
-        ts = _run_spec(spec, run, dyn, len(train))
+        ts = _run_spec(spec, run, dyn, len(train), chosen)
         rid = run_id({"train": ts, "scoring": scoring})
         done = run_dir / "result.json"
         cached = load_cache(done)
@@ -213,8 +222,8 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
             if ref is None:
                 clf = load_classifier(classifier, device)
                 test = D.load(spec["dataset"], spec["data_root"], "test")
-                ref = Reference(clf, reference_images(test.images, cfg), cfg)
-                ref_hist = torch.bincount(predict(clf, ref.real), minlength=int(test.labels.max()) + 1).double()
+                ref = shared_reference(reference, clf, classifier, cfg, spec, test)
+                ref_hist = torch.bincount(ref.predicted, minlength=int(test.labels.max()) + 1).double()
                 ref_hist = ref_hist / ref_hist.sum()                            # (K,)
             t0 = time.perf_counter()
             row = _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn)

@@ -21,9 +21,9 @@ import torch
 
 from .. import data as D
 from ..hparams import MODEL_NAME, hp
-from ..evaluation.classifier import load_classifier, predict
-from ..evaluation.evaluate import generate, reference_images
-from ..evaluation.metrics import EvalConfig, Reference
+from ..evaluation.classifier import load_classifier
+from ..evaluation.evaluate import generate, shared_reference
+from ..evaluation.metrics import EvalConfig, embed
 from ..models import load_trained
 from ..utils import load_json, log, pick_device, save_json, seed_everything, set_threads, torch_save
 
@@ -50,8 +50,9 @@ class GuidanceConfig:
     per_class: int = hp(4, minimum=1, maximum=10**5)  # images per class and weight kept for the figure
 
 
-def _setup(spec: dict, run_dir: Path, classifier, n_samples: int):
-    """The trained model, the classifier and a Reference at the study's N (None when the run diverged)."""
+def _setup(spec: dict, run_dir: Path, classifier, n_samples: int, reference=None):
+    """The trained model, the classifier and a Reference at the study's N (None when the run diverged);
+    `reference`: the `reference` rule's features file (None: computed here)."""
     summary = load_json(run_dir / "train_summary.json")
     if summary["status"] != "ok":
         return summary, None, None, None, None
@@ -61,16 +62,16 @@ def _setup(spec: dict, run_dir: Path, classifier, n_samples: int):
     model = load_trained(run_dir / "model.pt", device)
     clf = load_classifier(classifier, device)
     test = D.load(spec["dataset"], spec["data_root"], "test")
-    return summary, model, clf, Reference(clf, reference_images(test.images, cfg), cfg), cfg
+    return summary, model, clf, shared_reference(reference, clf, classifier, cfg, spec, test), cfg
 
 
 def sweep_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, reference: str | Path | None = None) -> dict:
     """Writes sweep.json (one row per sampler and step count) and sweep_grids.pt into `out`."""
     set_threads(threads)
     run_dir, out = Path(run_dir), Path(out)
     sw = SweepConfig(**spec["sweep"])
-    summary, model, clf, ref, cfg = _setup(spec, run_dir, classifier, sw.n_samples)
+    summary, model, clf, ref, cfg = _setup(spec, run_dir, classifier, sw.n_samples, reference)
     res = {"model": spec["model"], "seed": spec["seed"], "status": summary["status"], "n": sw.n_samples,
            "points": []}
     grids = {}
@@ -105,12 +106,12 @@ def _point(model, row, ref, cfg, spec, summary, sw, res, **options):
 
 
 def guidance_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
-                 threads: int | None = None) -> dict:
+                 threads: int | None = None, reference: str | Path | None = None) -> dict:
     """Writes guidance.json (one row per weight) and guidance_grids.pt ({w: (K * per_class, C, H, W)})."""
     set_threads(threads)
     run_dir, out = Path(run_dir), Path(out)
     gc = GuidanceConfig(**spec["guidance"])
-    summary, model, clf, ref, cfg = _setup(spec, run_dir, classifier, gc.n_samples)
+    summary, model, clf, ref, cfg = _setup(spec, run_dir, classifier, gc.n_samples, reference)
     res = {"model": spec["model"], "seed": spec["seed"], "status": summary["status"], "n": gc.n_samples,
            "points": []}
     grids = {}
@@ -124,12 +125,13 @@ def guidance_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         for w in gc.weights:
             fake, secs = generate(model, gc.n_samples, cfg.batch_size, cfg.seed + spec["seed"], ref.device,
                                   summary["precision"], labels=labels, guidance=w)
-            pred = predict(clf, fake)
+            embedded = embed(clf, fake)                                           # features, logits
+            pred = embedded[1].argmax(1)
             per_class = [float((pred[labels == c] == c).float().mean()) for c in range(k)]
             row = {"guidance": w, "nfe": model.network_evaluations(guidance=w),
                    "ms_per_image": 1000 * secs / len(fake),
                    "cond_accuracy": float((pred == labels).float().mean()), "cond_accuracy_by_class": per_class,
-                   **ref.score(fake)}
+                   **ref.score(fake, embedded)}
             log.info("w=%g: FD %.3f, conditional accuracy %.3f, %.2f ms/image", w, row["fd"],
                      row["cond_accuracy"], row["ms_per_image"])
             res["points"].append(row)

@@ -19,7 +19,7 @@ from ..utils import load_json, save_json
 METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "coverage", "fid_inception",
            "sample_ms_per_image", "nfe", "recon_mse", "recon_bce", "neg_elbo_nats",
            "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy",
-           "sharpness"]
+           "sharpness", "blur", "latency_ms"]
 PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.provenance)
 
 

@@ -7,13 +7,20 @@ import math
 import numpy as np
 
 
-def stat(values) -> dict:
-    """Values aggregated over seeds (None dropped): {"mean", "std" (sample, ddof 1), "n", "values"}."""
+def stat(values, replicates=None) -> dict:
+    """Values aggregated over seeds (None dropped): {"mean", "std" (sample, ddof 1), "n", "values"}.
+
+    replicates: optional bootstrap replicates of the seed mean (B numbers; a two-level bootstrap that
+    resamples the seeds, then the samples within each seed), kept as "replicates" for
+    `inference.effect`; without them the interval comes from resampling the seed values."""
     vals = [float(v) for v in values if v is not None]
     if not vals:
         return {"mean": None, "std": None, "n": 0, "values": []}
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-            "n": len(vals), "values": vals}
+    out = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+           "n": len(vals), "values": vals}
+    if replicates is not None:
+        out["replicates"] = [float(r) for r in replicates]
+    return out
 
 
 def time_to_threshold(rows: list[dict], threshold: float, key: str = "fd") -> dict | None:

@@ -20,6 +20,9 @@ class TrainConfig:
     sample_epochs: list[int] = hp([1, 10, 20, 25], items={"minimum": 1, "maximum": 10**4})
     sample_grid: int = hp(64, minimum=1, maximum=10**6)  # images per progress grid
     checkpoint_every: int = hp(200, minimum=1)       # steps; also at every epoch end
+    checkpoint_minutes: float = hp(5.0, minimum=0, maximum=10**4,
+                                   doc="also checkpoint when this many minutes of wall time passed since the "
+                                       "last checkpoint (0 = off); changes no result")
     log_every: int = hp(10, minimum=1)               # steps per JSONL line (losses averaged over them)
     explode_threshold: float = hp(1e6, exclusive_minimum=0)  # |loss| above this counts as divergence
     precision: str = hp("auto", enum=["auto", "fp32", "bf16"])  # auto: measured
@@ -63,10 +66,17 @@ def snapshot_steps(total: int, n: int) -> list[int]:
 
 
 class Diverged(RuntimeError):
-    pass
+    """A loss that is not finite or above explode_threshold, first at training step `step`."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 DIVERGENCE_POLICY = ("on_divergence", "divergence_retries", "retry_lr_factor")
+# Settings that change when a run checkpoints, never what it computes: a checkpoint written under one value resumes
+# under another, so run_id leaves them out (and a run's id is what it was before they existed).
+RESULT_NEUTRAL = ("checkpoint_minutes",)
 
 
 def run_id(spec: dict) -> str:
@@ -75,14 +85,15 @@ def run_id(spec: dict) -> str:
     Under the default policy (on_divergence "record") the policy's keys change nothing and are left out,
     so such runs keep the ids they had before the policy existed. Under "retry" they count: a checkpoint
     of a restarted attempt holds its attempt number and learning-rate scale, which hold only for the same
-    retry_lr_factor and divergence_retries."""
+    retry_lr_factor and divergence_retries. The RESULT_NEUTRAL settings never count."""
     return hashlib.sha1(json.dumps(_without_default_policy(spec), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _without_default_policy(o):
     if isinstance(o, dict):
         default = o.get("on_divergence") == "record"
-        return {k: _without_default_policy(v) for k, v in o.items() if not (default and k in DIVERGENCE_POLICY)}
+        return {k: _without_default_policy(v) for k, v in o.items()
+                if not (default and k in DIVERGENCE_POLICY) and not ("checkpoint_every" in o and k in RESULT_NEUTRAL)}
     if isinstance(o, list):
         return [_without_default_policy(v) for v in o]
     return o
@@ -92,4 +103,4 @@ def _without_default_policy(o):
 TRAIN_FIELDS = set(asdict(TrainConfig()).keys())
 # The cost figures of train_summary.json that the summary carries per model (seed statistics of each).
 TRAIN_METRICS = ["train_seconds", "ms_per_step", "images_seen", "steps", "epochs", "params", "sampling_params",
-                 "images_per_s", "peak_memory_mb"]
+                 "images_per_s", "peak_memory_mb", "flops_per_step", "train_flops", "generator_updates"]

@@ -1,6 +1,10 @@
 """Train one model as a spec describes: the data, the model from the registry, and either the training loop
 (`trainer.Trainer`, for every family trained by gradient steps) or the model's own fit (the classical models,
-fitted by EM); then model.pt, progress.pt and train_summary.json in the run folder."""
+fitted by EM); then model.pt, progress.pt and train_summary.json in the run folder.
+
+The summary holds the run's compute beside its images seen and wall time: the FLOPs of its training steps
+(`flops.train_flops`, counted after the run on a copy of the model, every network of it included) and, for
+an adversarial model, its generator updates (a critic GAN's critic steps are in the FLOPs on top)."""
 from __future__ import annotations
 
 import json
@@ -13,9 +17,10 @@ import torch
 from .. import data as D
 from ..models import build
 from ..models.base import GenerativeModel
-from ..utils import (atomic_path, count_parameters, device_name, log, pick_device,
+from ..utils import (atomic_path, autocast, count_parameters, device_name, log, pick_device,
                     save_json, seed_everything, set_deterministic, set_threads, torch_save)
 
+from . import flops as F
 from .config import SPEED_SETTINGS, TrainConfig, run_id
 from .trainer import Trainer, ema_params, last_logged, peak_memory_mb, save_grid
 
@@ -33,17 +38,18 @@ def train(spec: dict, out: str | Path, threads: int | None = None, speed_cache: 
     split = D.load(spec["dataset"], spec["data_root"], "train")
     cfg = TrainConfig(**spec["train"])
     model = build(spec["model"], spec["hparams"], split.shape)
-    if model.train_classes:  # CycleGAN: only its two domains' images
-        keep = torch.isin(split.labels, torch.tensor(model.train_classes))
-        split = D.Split(split.images[keep], split.labels[keep])
-        log.info("training on the %d images of classes %s", len(split), list(model.train_classes))
+    split = training_split(model, split)
     if model.classical:
         st, per_epoch = fit_classical(model, split, cfg, out, spec["seed"]), 1
+        peak = peak_memory_mb(device)
+        flops = CLASSICAL_FLOPS
     else:
         batches = D.Batches(split, cfg.batch_size, spec["seed"], device)
         trainer = Trainer(cfg, out, spec["seed"], device, rid=run_id(spec),
                           speed_cache=speed_cache or out.parent / SPEED_SETTINGS)
         st, per_epoch = trainer.fit(model, batches), len(batches)
+        peak = peak_memory_mb(device)  # the run's, read before the FLOP count adds a copy of the model
+        flops = run_flops(model, batches, device, st)
     model.cpu()
     torch_save({"model": spec["model"], "hparams": spec["hparams"], "shape": split.shape,
                 "state_dict": model.state_dict()}, out / "model.pt")
@@ -57,7 +63,7 @@ def train(spec: dict, out: str | Path, threads: int | None = None, speed_cache: 
         "train_seconds": st["elapsed"], "ms_per_step": 1000 * st["elapsed"] / max(1, st["step"]),
         # throughput and the peak memory of this process (CUDA: max allocated on the GPU; else the peak RSS)
         "images_per_s": st.get("images_seen", st["step"] * cfg.batch_size) / max(st["elapsed"], 1e-9),
-        "peak_memory_mb": peak_memory_mb(device), "peak_memory_kind": "cuda" if device.type == "cuda" else "rss",
+        "peak_memory_mb": peak, "peak_memory_kind": "cuda" if device.type == "cuda" else "rss",
         "params": count_parameters(model) - ema_params(model),
         "sampling_params": count_parameters(model.sampling_network()),
         "precision": st["precision"], "memory_format": st["memory_format"],
@@ -68,9 +74,44 @@ def train(spec: dict, out: str | Path, threads: int | None = None, speed_cache: 
         "attempts": st.get("attempts") or [{"lr_scale": 1.0, "diverged_at": st.get("diverged_at"),
                                             "divergence": st.get("divergence"), "train_seconds": st["elapsed"]}],
         "hparams": spec["hparams"], "train_config": spec["train"], "fit": st.get("fit", {}),
+        **flops,
     }
     save_json(summary, out / "train_summary.json")
     return summary
+
+
+def training_split(model: GenerativeModel, split: D.Split) -> D.Split:
+    """The images `model` trains on: all of `split`, or only its `train_classes` (CycleGAN's two domains)."""
+    if not model.train_classes:
+        return split
+    keep = torch.isin(split.labels, torch.tensor(model.train_classes))
+    log.info("training on the %d images of classes %s", int(keep.sum()), list(model.train_classes))
+    return D.Split(split.images[keep], split.labels[keep])
+
+
+# A classical model is fitted by EM in numpy/torch without autograd: FlopCounterMode sees no training steps.
+CLASSICAL_FLOPS = {"flops_per_step": None, "train_flops": None, "generator_updates": None, "flops_counter": None,
+                   "flops": {"note": "fitted by EM (numpy/torch without autograd), not by training steps: "
+                                     "no FLOP counter"}}
+
+
+def run_flops(model: GenerativeModel, batches: D.Batches, device: torch.device, st: dict) -> dict:
+    """The FLOP fields of train_summary.json for a finished run (`flops.train_flops`): per step averaged over
+    the run's schedule, for the steps taken (the phase-weighted sum), the generator updates of an adversarial
+    model, and the breakdown. Counted on a copy of the model on the run's device, at the run's precision, with
+    the random state restored, after the run: nothing of the run changes. A failure to count is logged and
+    recorded (null counts, the error under "flops"), not raised: the trained model is worth keeping."""
+    amp = lambda: autocast(device, st["precision"])  # noqa: E731
+    try:
+        r = F.train_flops(model, batches.epoch(0), amp, total_steps=st["total_steps"], steps=st["step"])
+    except Exception as e:  # noqa: BLE001 - recorded, see above
+        log.error("could not count the run's FLOPs: %s: %s", type(e).__name__, e)
+        return {"flops_per_step": None, "train_flops": None, "generator_updates": None, "flops_counter": F.COUNTER,
+                "flops": {"error": f"{type(e).__name__}: {e}"}}
+    log.info("%.3g FLOPs per step, %.3g for the run's %d steps", r["per_step"], r["train_flops"], st["step"])
+    breakdown = {k: r[k] for k in ("cycle_steps", "per_generator_update", "phases")}
+    return {"flops_per_step": r["per_step"], "train_flops": r["train_flops"],
+            "generator_updates": r["generator_updates"], "flops_counter": F.COUNTER, "flops": breakdown}
 
 
 def fit_classical(model: GenerativeModel, split: D.Split, cfg: TrainConfig, out: Path, seed: int) -> dict:

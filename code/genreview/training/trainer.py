@@ -12,6 +12,13 @@ A diverged run (a non-finite loss, or one above `explode_threshold`) is recorded
 numbers and every learning rate scaled by `retry_lr_factor`, up to `divergence_retries` times
 (`retry`). Every attempt is recorded; a checkpoint holds its attempt's number and scale.
 
+A step never waits for the GPU: the losses are summed, and checked for divergence, on the device
+(`LossWindow`), and the host reads them only at read points: log lines (every `log_every` steps),
+checkpoints, epoch ends, snapshots and the last step. A divergence found there is recorded at the
+step where it happened, and nothing after it is logged or saved as healthy. Checkpoints fall every
+`checkpoint_every` steps, at epoch ends, and when `checkpoint_minutes` of wall time passed since the
+last one; saving touches no random numbers, so when a run checkpoints changes none of its results.
+
 With `snapshots` > 0 it also keeps the weights at that many log-spaced steps
 (`snapshot_steps`) in run/snapshots/step<k>.pt, with the images seen and the training
 seconds so far, for the quality-against-compute curves (`genreview.studies.curves`). Which steps
@@ -35,7 +42,7 @@ from tqdm import tqdm
 from .. import data as D
 from ..files import ResultsFileError, file_lock, load_cache, load_torch, set_aside
 from ..models.base import GenerativeModel
-from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, device_name, log,
+from ..utils import (Stopwatch, atomic_path, autocast, count_parameters, cuda_speed_flags, device_name, log,
                      resolve_precision, rng_state, save_json, set_rng_state, torch_save)
 
 from .config import CLEARLY_FASTER, Diverged, TrainConfig, snapshot_steps
@@ -112,17 +119,22 @@ class Trainer:
         return {"precision": p, "memory_format": f, "calibration_ms": timings}
 
     # ---- checkpoints -----------------------------------------------------------------------
-    def _save_checkpoint(self, model, opts, scheds, st: dict, window: list | None = None) -> None:
-        # window: the losses of the steps since the last log line (a checkpoint between two log lines, at an
-        # epoch end or every checkpoint_every steps); a resumed run averages them into its next line as
-        # an uninterrupted run does
-        st = dict(st, log_offset=self._logf.tell() if self._logf else 0, window=list(window or []))
+    def _save_checkpoint(self, model, opts, scheds, st: dict, window: dict | None = None) -> None:
+        # window: the sums of the losses of the steps since the last log line (a checkpoint between two log lines,
+        # at an epoch end, every checkpoint_every steps or checkpoint_minutes); a resumed run adds them into its
+        # next line as an uninterrupted run does
+        st = dict(st, log_offset=self._logf.tell() if self._logf else 0, window=window)
         if self._logf:
             self._logf.flush()
         torch_save({"run_id": self.rid, "model": model.state_dict(),
                     "optimizers": {k: o.state_dict() for k, o in opts.items()},
                     "schedulers": [s.state_dict() for s in scheds], "state": st, "rng": rng_state()},
                    self.ckpt_path)
+
+    @staticmethod
+    def _clock() -> float:
+        """Seconds on a monotonic clock: what checkpoint_minutes counts (never waits for the GPU)."""
+        return time.monotonic()
 
     def _now(self) -> float:
         """perf_counter after the queued GPU work: what runs before it is training, what runs after is not."""
@@ -196,6 +208,12 @@ class Trainer:
     def fit(self, model: GenerativeModel, batches: D.Batches) -> dict:
         if model.classical:
             raise TypeError(f"{type(model).__name__} is fitted by its own algorithm: use fit_classical, not Trainer")
+        with cuda_speed_flags(self.device) as flags:  # CUDA, deterministic off: cuDNN autotuning and TF32
+            st = self._fit(model, batches)
+        st["cuda_flags"] = flags  # {} on a CPU
+        return st
+
+    def _fit(self, model: GenerativeModel, batches: D.Batches) -> dict:
         cfg = self.cfg
         self._split = batches.split  # what an image-to-image model's progress grids translate
         self.out.mkdir(parents=True, exist_ok=True)
@@ -267,46 +285,65 @@ class Trainer:
         per_epoch = len(batches)
         bar = tqdm(total=total, initial=st["step"], disable=not sys.stderr.isatty(), unit="step",
                    dynamic_ncols=True, desc=self.out.name)
-        window, t_start = st.pop("window", []), time.perf_counter() - st["elapsed"]
+        window = LossWindow(cfg.explode_threshold, st.pop("window", None))
+        t_start = time.perf_counter() - st["elapsed"]
         report_every = max(1, total // 20)
+        next_report = (st["step"] // report_every + 1) * report_every
+        every_s = 60 * cfg.checkpoint_minutes  # wall-time checkpoints (0: off), timed from this attempt's start
+        last_checkpoint = self._clock()
         try:
             while st["step"] < total:
                 epoch, start = divmod(st["step"], per_epoch)
                 for x, y in batches.epoch(epoch, start):
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    losses = model.train_step(x, y, opts, amp)
+                    try:
+                        losses = model.train_step(x, y, opts, amp)
+                    except Exception:  # a step on weights that diverged unseen may raise: report the divergence
+                        window.read(st["step"])
+                        raise
                     for s in scheds:
                         s.step()
                     st["step"] += 1
-                    vals = {k: float(v) for k, v in losses.items()}
-                    if not math.isfinite(vals["loss"]) or abs(vals["loss"]) > cfg.explode_threshold:
-                        raise Diverged(f"loss {vals['loss']} at step {st['step']}")
-                    window.append(vals)
+                    # Summed and checked on the device: nothing here waits for the GPU. The host reads the
+                    # losses (and a divergence, with its step) only at the read points below.
+                    window.add(st["step"], losses)
                     bar.update(1)
-                    if st["step"] % cfg.log_every == 0 or st["step"] == total:
-                        self._log_window(window, st, scheds, t_start, per_epoch)
-                        bar.set_postfix(loss=f"{vals['loss']:.4g}")
-                        window = []
-                    if bar.disable and st["step"] % report_every == 0:  # no terminal: log lines instead
-                        el = time.perf_counter() - t_start
-                        log.info("step %d/%d  loss %.4g  %.0fs elapsed, %.0fs to go", st["step"], total,
-                                 vals["loss"], el, el / st["step"] * (total - st["step"]))
-                    if st["step"] in keep:
+                    step = st["step"]
+                    log_now = step % cfg.log_every == 0 or step == total
+                    epoch_end = step % per_epoch == 0 or step == total
+                    checkpoint = (step % cfg.checkpoint_every == 0 or step % per_epoch == 0
+                                  or (every_s > 0 and self._clock() - last_checkpoint >= every_s))
+                    if not (log_now or epoch_end or checkpoint or step in keep):
+                        continue
+                    last = window.read(step)  # raises Diverged, naming its first step, before anything is saved
+                    if log_now:
+                        self._log_window(window.means(), st, scheds, t_start, per_epoch)
+                        bar.set_postfix(loss=f"{last:.4g}")
+                        window.clear()
+                        if bar.disable and step >= next_report:  # no terminal: log lines instead
+                            el = time.perf_counter() - t_start
+                            log.info("step %d/%d  loss %.4g  %.0fs elapsed, %.0fs to go", step, total, last, el,
+                                     el / step * (total - step))
+                            next_report = (step // report_every + 1) * report_every
+                    if step in keep:
                         self._save_snapshot(model, st, t_start)
-                    if st["step"] % per_epoch == 0 or st["step"] == total:
+                    if epoch_end:
                         t0 = self._now()
                         self._epoch_end(model, st, per_epoch, total)
                         st["overhead"] += time.perf_counter() - t0
-                    if st["step"] % cfg.checkpoint_every == 0 or st["step"] % per_epoch == 0:
+                    if checkpoint:
                         st["elapsed"] = time.perf_counter() - t_start
-                        self._save_checkpoint(model, opts, scheds, st, window)
-                    if st["step"] >= total:
+                        self._save_checkpoint(model, opts, scheds, st, window.state())
+                        last_checkpoint = self._clock()
+                    if step >= total:
                         break
         except Diverged as e:
             retry = "; retrying" if self._may_retry(st) else "; recording it and stopping"
             log.error("run diverged: %s%s", e, retry)
-            st["status"], st["diverged_at"], st["divergence"] = "diverged", st["step"], str(e)
+            # The weights are those of the read point at or after e.step (a diverged run is never resumed);
+            # the record is that of the step where it diverged.
+            st["status"], st["step"], st["diverged_at"], st["divergence"] = "diverged", e.step, e.step, str(e)
         finally:
             bar.close()
         if st["status"] == "running":
@@ -315,9 +352,8 @@ class Trainer:
         self._save_checkpoint(model, opts, scheds, st)
         self._logf.close()
 
-    def _log_window(self, window, st, scheds, t_start, per_epoch):
-        keys = window[-1].keys()
-        row = {k: sum(w[k] for w in window) / len(window) for k in keys}
+    def _log_window(self, means: dict, st, scheds, t_start, per_epoch):
+        row = dict(means)
         row.update(step=st["step"], epoch=st["step"] / per_epoch, wall=time.perf_counter() - t_start,
                    images=st["step"] * self.cfg.batch_size)
         if scheds:
@@ -342,6 +378,87 @@ class Trainer:
         grid = D.to_uint8(imgs)
         st["progress"][int(epoch)] = grid
         save_grid(grid, self.out / f"samples_epoch{epoch:03d}.png")
+
+
+class LossWindow:
+    """The losses of the steps since the last log line, summed on the device, and the divergence check.
+
+    `add` runs every step and never waits for the device: each loss is added, in float64, to a running sum
+    (so the means are exactly the Python-float sums and means of the per-step values), and a loss that is not
+    finite or above `threshold` in absolute value marks its step as the first bad one (kept on the device).
+    `read`, at a read point, brings everything to the host in one transfer and raises `Diverged`, naming the
+    first bad step, if there was one. `state` is what a checkpoint keeps to resume the window.
+
+    Args: threshold (explode_threshold), saved (a checkpoint's `state()`, or None)."""
+
+    def __init__(self, threshold: float, saved: dict | list | None = None):
+        self.threshold = float(threshold)
+        if isinstance(saved, list):  # a checkpoint of the per-step values: the same sums, added in Python
+            saved = {"keys": list(saved[-1]), "sums": [sum(w[k] for w in saved) for k in saved[-1]],
+                     "count": len(saved)} if saved else None
+        self.keys: list[str] | None = saved["keys"] if saved and saved["count"] else None
+        self._saved = saved["sums"] if self.keys else None  # placed on the device by the first add
+        self.count = saved["count"] if self.keys else 0
+        self.sums = self.last = self.bad_step = self.bad_loss = None  # on the device, from the first add
+        self._read: tuple | None = None  # (step, host sums, the last loss) of the latest read
+
+    def add(self, step: int, losses: dict) -> None:
+        if self.keys is None:
+            self.keys = list(losses)
+        elif losses.keys() != set(self.keys):
+            raise ValueError(f"train_step returned the keys {sorted(losses)} after {sorted(self.keys)}: a model "
+                             f"returns the same keys every step (the trainer averages each over a log window)")
+        loss = losses["loss"]
+        dev = loss.device if isinstance(loss, torch.Tensor) else torch.device("cpu")
+        vals = torch.stack([_float64(losses[k], dev) for k in self.keys])     # (K,)
+        if self.sums is None:
+            self.sums = torch.zeros(len(self.keys), dtype=torch.float64, device=dev)
+            if self._saved is not None:
+                self.sums += torch.tensor(self._saved, dtype=torch.float64).to(dev)
+            self.bad_step = torch.zeros((), dtype=torch.long, device=dev)   # 0: none so far
+            self.bad_loss = torch.zeros((), dtype=torch.float64, device=dev)
+        self.sums += vals
+        self.count += 1
+        self.last = vals
+        loss = vals[self.keys.index("loss")]
+        # not finite, or |loss| > threshold: as math.isfinite and abs in Python doubles (NaN fails <=)
+        first = ~(loss.abs() <= self.threshold) & (self.bad_step == 0)
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_loss = torch.where(first, loss, self.bad_loss)
+
+    def read(self, step: int) -> float:
+        """At a read point: the latest step's loss; raises Diverged if a step since the start diverged."""
+        if self.sums is None:
+            return float("nan")
+        if self._read is None or self._read[0] != step:
+            host = torch.cat([self.sums, self.last, self.bad_step.double()[None], self.bad_loss[None]]).tolist()
+            k = len(self.keys)
+            self._read = (step, host[:k], host[k + self.keys.index("loss")], int(host[-2]), host[-1])
+        _, _, last, bad_step, bad_loss = self._read
+        if bad_step:
+            raise Diverged(f"loss {bad_loss} at step {bad_step}", bad_step)
+        return last
+
+    def means(self) -> dict:
+        """The mean of each loss over the window, as of the latest read."""
+        return {k: s / self.count for k, s in zip(self.keys, self._read[1])}
+
+    def clear(self) -> None:
+        self.sums.zero_()
+        self.count = 0
+        self._read = None
+
+    def state(self) -> dict | None:
+        """The window as of the latest read, for a checkpoint: its sums as Python floats (float64, exact)."""
+        if not self.count:
+            return None
+        return {"keys": list(self.keys), "sums": list(self._read[1]), "count": self.count}
+
+
+def _float64(v, device) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v.detach().reshape(()).to(torch.float64)
+    return torch.full((), float(v), dtype=torch.float64, device=device)
 
 
 def peak_memory_mb(device: torch.device) -> float:

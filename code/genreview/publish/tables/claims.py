@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...utils import load_json, save_json
 from ..claims import evaluate, load_ledger, quantity
-from ..formatting import duration, fmt, pm
+from ..formatting import duration, fmt, pm, sci
 from ..verdicts import dynamics_study, guidance_study
 from .booktabs import write_tex
 
@@ -32,16 +32,25 @@ def claims_table(result: dict, caption: str) -> str:
                 lines.append("\\addlinespace")
             topic = r["topic"]
         cite = "\\citep{" + ",".join(result["sources"][s]["key"] for s in r["sources"]) + "}"
-        word = {"supported": "supported", "contradicted": "\\textbf{contradicted}",
-                "inconclusive": "\\textit{inconclusive}", "not measured": "not measured"}[r["verdict"]]
+        word = verdict_text(r)
         lines.append(f"{r['claim']} & {cite} & {word} & {r['evidence']} \\\\")
     lines += ["\\end{longtable}", "}"]
     return "\n".join(lines) + "\n"
 
 
+def verdict_text(row: dict) -> str:
+    """A ledger row's verdict as the table prints it, with the reason of an inconclusive one:
+    'inconclusive (one seed)', never a bare verdict that one seed cannot carry."""
+    word = {"supported": "supported", "contradicted": "\\textbf{contradicted}", "equivalent": "equivalent",
+            "inconclusive": "\\textit{inconclusive}", "not measured": "not measured"}[row["verdict"]]
+    return word + (f" ({row['reason']})" if row.get("reason") and row["verdict"] == "inconclusive" else "")
+
+
 CAPTION = ("The claims ledger (\\texttt{paper/claims.yaml}): each qualitative claim of the source material, the "
            "measurement that tests it in this build, and the verdict its rule gives (Section~\\ref{sec:claims}). "
-           "Seed counts are given with every number.")
+           "Seed counts are given with every number; a comparison gives the effect (a ratio, or a difference for "
+           "bounded metrics) with its 95\\% bootstrap interval over seeds and its $p$-value adjusted for the "
+           "ledger's many tests (Benjamini--Hochberg).")
 
 
 def representative(summary: dict, ledger: dict, family: str) -> str | None:
@@ -75,13 +84,11 @@ def comparison_cells(summary: dict, ledger: dict) -> dict:
         cells["time"] = (f"{fmt(q('ms_per_step')['mean'], 2)}\\,ms/step; trained "
                          f"{duration(q('train_seconds')['mean'])}") if q("ms_per_step") else "n/a"
         sp = q("sample_ms_per_image")
-        cells["resources"] = (f"{fmt(q('params')['mean'] / 1e6, 2)}M parameters; "
+        flops = f"{sci(q('train_flops')['mean'])} training FLOPs; " if q("train_flops") else ""
+        cells["resources"] = (f"{flops}{fmt(q('params')['mean'] / 1e6, 2)}M parameters; "
                               f"{fmt(q('nfe')['mean']) if q('nfe') else 'n/a'} NFE, "
                               f"{fmt(sp['mean'], 2) if sp else 'n/a'}\\,ms/image") if q("params") else "n/a"
-        sh = q("sharpness")
-        floor = summary["reference"]["floor"].get("sharpness")
-        cells["quality"] = f"FD {pm(q('fd'))}" + (f"; sharpness {fmt(sh['mean'] / floor, 2)}$\\times$ real"
-                                                     if sh and floor else "")
+        cells["quality"] = f"FD {pm(q('fd'))}" + (f"; blur {pm(q('blur'))}" if q("blur") else "")
         cov = m.get("class_coverage")
         cells["diversity"] = f"recall {pm(q('recall'))}" + (
             f"; {cov['classes_covered']}/{cov['n_classes']} classes" if cov else "")
