@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -54,6 +55,103 @@ def test_a_broken_ledger_names_the_claim_and_the_problem(tmp_path, change, messa
     with pytest.raises(CL.LedgerError) as e:
         CL.load_ledger(path)
     assert message in str(e.value) and claim["id"] in str(e.value)
+
+
+def test_every_claim_gives_the_passages_of_its_sources(tmp_path):
+    """Each claim ties each of its sources to the lines of that source's text that make it; the passages
+    reach claims.json and the ledger table, beside the citation."""
+    led = CL.load_ledger(LEDGER)
+    for key, s in led["sources"].items():
+        assert s.get("file") and s.get("key"), f"source {key} needs its key and the file of its text"
+    for c in led["claims"]:
+        assert c["sources"], f"{c['id']} has no source"
+        assert list(c["passages"]) == c["sources"], f"{c['id']}: one passage for each source"
+        for s, where in c["passages"].items():
+            assert CL.passage_lines(where), f"{c['id']}: {s} has no lines"
+    s = _summary(tmp_path, seeds=(0,))
+    result = CL.evaluate(s, led)
+    row = result["by_id"]["gan_mode_collapse"]
+    assert row["passages"] == next(c for c in led["claims"] if c["id"] == "gan_mode_collapse")["passages"]
+    cell = CT.sources_cell({"sources": ["S0", "S4"], "passages": {"S0": "41-43, 50", "S4": "297"}}, led["sources"])
+    assert cell == ("{\\raggedright S0~\\citep[l.~41--43, 50]{" + led["sources"]["S0"]["key"] + "}; "
+                    "S4~\\citep[l.~297]{" + led["sources"]["S4"]["key"] + "}\\par}")
+    table = CT.claims_table(result, CT.CAPTION)
+    line = next(x for x in table.splitlines() if x.startswith(row["claim"]))
+    for src, where in row["passages"].items():
+        assert f"{src}~\\citep[l.~{where.replace('-', '--')}]" in line, line
+
+
+@pytest.mark.parametrize("passages, message", [
+    ({}, "no passage for source"),                        # a source without its passage
+    ("41", "must map each source"),
+    ({"S0": "forty-one"}, "not line numbers or ranges"),
+    ({"S0": "41-"}, "not line numbers or ranges"),
+    ({"S0": "41;43"}, "not line numbers or ranges"),
+    ({"S0": "43-41"}, "not a range of lines"),
+    ({"S0": "0"}, "not a range of lines"),
+    ({"S0": "41", "S3": "12"}, "not among its sources"),  # a passage for a source the claim does not cite
+])
+def test_a_malformed_passage_names_the_claim_and_the_fix(tmp_path, passages, message):
+    led = yaml.safe_load(LEDGER.read_text())
+    claim = next(c for c in led["claims"] if c["sources"] == ["S0"])
+    claim["passages"] = passages
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(led))
+    with pytest.raises(CL.LedgerError) as e:
+        CL.load_ledger(path)
+    assert message in str(e.value) and claim["id"] in str(e.value), str(e.value)
+    assert "e.g." in str(e.value) or "drop the passage" in str(e.value), "the error says how to fix it"
+
+
+@pytest.mark.parametrize("written, ranges, text", [
+    ("12", [(12, 12)], "12"), (12, [(12, 12)], "12"), ("12-14", [(12, 14)], "12-14"),
+    ("12 - 14 ,30", [(12, 14), (30, 30)], "12-14, 30"),
+])
+def test_passage_forms(written, ranges, text):
+    assert CL.passage_lines(written) == ranges and CL.passage_text(written) == text
+
+
+def _seeds_dir() -> Path | None:
+    """The source texts, which live outside the repository (absent on CI): ../shared/seeds beside the
+    checkout, or /work/shared/seeds."""
+    return next((d for d in (REPO.parent / "shared" / "seeds", Path("/work/shared/seeds")) if d.is_dir()), None)
+
+
+def _lines(path) -> list[str]:
+    """A file's lines as `grep -n` numbers them (a last line without a newline counts)."""
+    text = path.read_text(encoding="utf-8")
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+
+
+def test_every_passage_is_lines_of_its_source_text():
+    seeds = _seeds_dir()
+    if seeds is None:
+        pytest.skip("the source texts (shared/seeds beside the repository) are not here")
+    led = CL.load_ledger(LEDGER)
+    texts = {}
+    for key, s in led["sources"].items():
+        assert (seeds / s["file"]).is_file(), f"source {key}: no file {s['file']} in {seeds}"
+        texts[key] = _lines(seeds / s["file"])
+    for c in led["claims"]:
+        for s, where in c["passages"].items():
+            for lo, hi in CL.passage_lines(where):
+                assert hi <= len(texts[s]), f"{c['id']}: {s} has {len(texts[s])} lines, not {hi}"
+                assert any(x.strip() for x in texts[s][lo - 1:hi]), f"{c['id']}: {s} lines {lo}-{hi} are blank"
+
+
+def test_the_ledger_copies_no_sentence_of_its_sources():
+    """The ledger paraphrases: no run of eight words of a source text appears in it."""
+    seeds = _seeds_dir()
+    if seeds is None:
+        pytest.skip("the source texts (shared/seeds beside the repository) are not here")
+
+    def runs(text, n=8):
+        w = re.findall(r"[a-z0-9]+", text.lower())
+        return {" ".join(w[i:i + n]) for i in range(len(w) - n + 1)}
+    ledger = runs(LEDGER.read_text())
+    for s in CL.load_ledger(LEDGER)["sources"].values():
+        copied = runs((seeds / s["file"]).read_text(encoding="utf-8")) & ledger
+        assert not copied, f"claims.yaml copies {s['file']}: {sorted(copied)[:3]}"
 
 
 @pytest.mark.parametrize("a, b, expect, verdict, reason", [
@@ -131,11 +229,12 @@ def test_threshold_rule_on_both_sides(tmp_path):
 
 def test_family_selectors_pick_the_best_member_and_skip_conditional_models(tmp_path):
     s = _summary(tmp_path, seeds=(0,))
+    _levelled_off(s)
     for name, fd in [("ddpm", 50.0), ("iddpm", 20.0), ("guided_ldm", 1.0), ("dcgan", 30.0), ("vae", 90.0)]:
-        s["models"][name]["metrics"]["fd"] = st(fd, 1.0, 3)
+        s["models"][name]["metrics"]["fd_inf"] = st(fd, 1.0, 3)
     for name in s["order"]:
         if name not in ("ddpm", "iddpm", "guided_ldm", "dcgan", "vae"):
-            s["models"][name]["metrics"]["fd"] = st(200.0, 1.0, 3)
+            s["models"][name]["metrics"]["fd_inf"] = st(200.0, 1.0, 3)
     r = _verdict(s, "diffusion_best_quality")
     assert (r["numbers"]["a"], r["numbers"]["b"]) == ("iddpm", "dcgan")  # guided_ldm is class-conditional
     assert r["verdict"] == "supported"
@@ -150,19 +249,37 @@ def test_a_missing_model_is_not_measured_never_a_verdict(tmp_path):
 
 
 def test_collapse_counts_main_runs_and_short_runs(tmp_path):
-    s = _summary(tmp_path, seeds=(0,))
-    gans = CL.family_members(s, "gan")
-    for name in gans:
-        s["models"][name]["class_coverage"] = {"classes_covered": 10, "n_classes": 10, "class_kl": 0.0}
+    """Collapse is real-looking samples that cover little (precision near the real data's, coverage far below);
+    the main runs' seeds and the short seed runs count, the hyperparameter draws do not."""
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    floor = s["reference"]["floor"]
+    healthy = {"precision": 0.9 * floor["precision"], "coverage": 0.9 * floor["coverage"]}
+    narrow = {"precision": floor["precision"], "coverage": 0.1 * floor["coverage"]}
+
+    def set_runs(name, scores, draws=None):
+        for k in ("precision", "coverage"):
+            s["models"][name]["metrics"][k] = st(scores[k], 0.0, 3)
         for r in s["dynamics"].get(name, {}).get("runs", []):
-            r["collapsed"] = False
-    s["models"]["vae"]["class_coverage"] = {"classes_covered": 10, "n_classes": 10, "class_kl": 0.0}
-    for r in s["dynamics"]["vae"]["runs"]:
-        r["collapsed"] = False
-    assert _verdict(s, "gan_mode_collapse")["verdict"] == "contradicted"  # no GAN run collapsed
-    s["models"]["dcgan"]["class_coverage"]["classes_covered"] = 3
-    assert _verdict(s, "gan_mode_collapse")["verdict"] == "supported"
-    assert "1 of" in _verdict(s, "gan_mode_collapse")["evidence"]
+            if r.get("status") == "ok":
+                r.update(draws if draws and r["kind"] == "draw" else scores)
+
+    gans = [n for n in CL.family_members(s, "gan") if n in s["models"]]
+    for name in gans + ["vae"]:
+        set_runs(name, healthy, draws=narrow)  # collapsed draws: not the claim's evidence
+    r = _verdict(s, "gan_mode_collapse")
+    assert r["verdict"] == "contradicted" and r["evidence"].startswith("0 of"), r  # no GAN seed run collapsed
+    set_runs("dcgan", narrow)
+    r = _verdict(s, "gan_mode_collapse")
+    assert r["verdict"] == "inconclusive" and r["reason"] == "Fisher's test not significant", r
+    for name in gans:
+        set_runs(name, narrow)
+    r = _verdict(s, "gan_mode_collapse")
+    assert r["verdict"] == "supported" and "Fisher" in r["evidence"], r
+    assert _verdict(s, "vae_no_mode_collapse")["verdict"] == "supported"
+    untrained = {"precision": 0.01, "coverage": 0.01}
+    for name in gans:
+        set_runs(name, untrained)
+    assert _verdict(s, "gan_mode_collapse")["verdict"] == "contradicted", "an untrained model has not collapsed"
 
 
 def _section(tmp_path, summary_path) -> str:
@@ -180,6 +297,7 @@ def test_altering_the_results_changes_the_verdicts_and_the_sentences(tmp_path):
     verdicts, the counts and the sentences that quote them change."""
     path = make_summary(tmp_path / "results", seeds=(0, 1))
     s = load_json(path)
+    _levelled_off(s)
     s["models"]["vae"]["metrics"]["blur"] = st(0.8, 0.01, 2)
     s["models"]["dcgan"]["metrics"]["blur"] = st(0.3, 0.001, 2)
     save_json(s, path)
@@ -222,3 +340,94 @@ def test_the_comparison_table_fills_every_cell_from_the_summary(tmp_path):
             assert row.get(key) and row[key] != "n/a" or key == "ease", f"{fam}: {key} is empty"
     s["models"]["dcgan"]["metrics"]["fd"] = st(7.25, 0.5, 2)
     assert "7.25" in CT.comparison_cells(s, CL.load_ledger(LEDGER))["gan"]["quality"]
+
+
+def _levelled_off(summary: dict) -> None:
+    """Every training curve of the summary flat at its last FD: no quality verdict is budget-limited."""
+    for curve in summary.get("curves", {}).values():
+        for row in curve["rows"]:
+            row["fd"] = curve["rows"][-1]["fd"]
+
+
+def _curve(fds, images=(1000, 2000, 4000, 8000)):
+    return {"rows": [{"step": i, "images": st(float(n)), "fd": st(f)} for i, (n, f) in enumerate(zip(images, fds))]}
+
+
+def test_plateau_is_the_fall_over_the_last_doubling_of_compute():
+    from genreview.summary.stats import plateau
+    falling = plateau(_curve([90.0, 60.0, 40.0, 30.0])["rows"], 0.05)
+    assert falling["fall"] == pytest.approx(0.25) and not falling["plateaued"]  # 40 -> 30 from 4000 to 8000 images
+    assert falling["from_images"] == 4000 and falling["to_images"] == 8000
+    assert plateau(_curve([90.0, 60.0, 40.0, 39.0])["rows"], 0.05)["plateaued"]
+    assert plateau(_curve([90.0, 60.0, 40.0, 44.0])["rows"], 0.05)["plateaued"], "a rise is no gain"
+    assert plateau(_curve([90.0, 60.0], images=(5000, 8000))["rows"], 0.05) is None, "no snapshot at half"
+
+
+def test_a_quality_verdict_on_a_model_still_improving_is_budget_limited(tmp_path):
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    s["models"]["dcgan"]["metrics"]["fd_inf"] = st(20.0, 0.5, 3)
+    s["models"]["vae"]["metrics"]["fd_inf"] = st(80.0, 0.5, 3)
+    s["curves"] = {"vae": _curve([90.0, 82.0, 80.5, 80.0]), "dcgan": _curve([90.0, 60.0, 40.0, 39.5])}
+    r = _verdict(s, "gan_better_than_vae")
+    assert r["verdict"] == "supported" and r["convergence"]["dcgan"]["plateaued"]
+    assert "convergence not checked" not in r["evidence"]
+    s["curves"]["dcgan"] = _curve([90.0, 60.0, 40.0, 20.0])  # halved over the last doubling: still learning
+    r = _verdict(s, "gan_better_than_vae")
+    assert r["verdict"] == "inconclusive" and r["reason"].startswith("budget-limited") and "50" in r["reason"], r
+    del s["curves"]["vae"]
+    s["curves"]["dcgan"] = _curve([90.0, 60.0, 40.0, 39.5])
+    r = _verdict(s, "gan_better_than_vae")
+    assert r["verdict"] == "supported" and "convergence not checked for" in r["evidence"], r
+    s["curves"] = {}
+    assert CL.evaluate(s, CL.load_ledger(LEDGER))["budget_limited"] == 0
+
+
+def test_ddim_is_judged_on_sampling_time_against_the_longest_ancestral_chain(tmp_path):
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    pts = s["sweep"]["ddpm"]["points"]
+    ddim = [p for p in pts if p["sampler"] == "ddim"]
+    chain = max((p for p in pts if p["sampler"] == "ddpm"), key=lambda p: p["steps"])
+    assert ddim and chain
+    for p in ddim:
+        p["ms_per_image"] = st(1.0, 0.01, 3)
+    chain["ms_per_image"] = st(20.0, 0.1, 3)
+    r = _verdict(s, "ddim_fast_little_loss")
+    assert r["verdict"] == "supported" and "ancestral chain" in r["evidence"], r
+    for p in ddim:
+        p["ms_per_image"] = st(40.0, 0.1, 3)
+    assert _verdict(s, "ddim_fast_little_loss")["verdict"] == "contradicted"
+
+
+def test_exact_likelihood_reads_the_models_declaration_and_its_bits_per_dim(tmp_path):
+    s = _summary(tmp_path, seeds=(0,))
+    r = _verdict(s, "autoregressive_best_likelihood")
+    assert r["verdict"] == "supported" and "exact likelihood" in r["evidence"], r
+    s["models"]["pixelcnn"]["likelihood"] = "bound"
+    assert _verdict(s, "autoregressive_best_likelihood")["verdict"] == "contradicted"
+
+
+def _kid_curve(kids, steps=(100, 200, 400, 800)):
+    return {"rows": [{"step": k, "images": st(64.0 * k), "fd": st(100 * v), "kid": st(v, 0.01 * v, 3)}
+                     for k, v in zip(steps, kids)]}
+
+
+def test_quality_claims_are_also_judged_at_matched_training_compute(tmp_path):
+    """DCGAN (1 GFLOP a step) against the VAE (2 GFLOPs a step): compared at the FLOPs both reached, each as of
+    its latest snapshot by then; the verdict at the largest such compute, and where it flips."""
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    _levelled_off(s)
+    s["models"]["dcgan"]["metrics"]["flops_per_step"] = st(1e9)
+    s["models"]["vae"]["metrics"]["flops_per_step"] = st(2e9)
+    s["curves"]["vae"] = _kid_curve([0.30, 0.20, 0.10, 0.10])
+    s["curves"]["dcgan"] = _kid_curve([0.50, 0.40, 0.05, 0.05])  # behind at 2e11 FLOPs, ahead from 4e11 on
+    m = CL.along_compute(s, {"claimed": "lower"}, ("dcgan", "vae"), CL.I.InferenceConfig())
+    assert [p["compute"] for p in m["points"]] == [2e11, 4e11, 8e11]
+    assert [p["kind"] for p in m["points"]] == ["contradicted", "supported", "supported"]
+    assert m["at"] == 8e11 and m["kind_at"] == "supported" and m["flip_at"] == 4e11
+    s["models"]["dcgan"]["metrics"]["fd_inf"] = st(20.0, 0.5, 3)
+    s["models"]["vae"]["metrics"]["fd_inf"] = st(80.0, 0.5, 3)
+    r = _verdict(s, "gan_better_than_vae")
+    assert r["matched"]["kind_at"] == "supported" and "at matched compute" in r["evidence"]
+    assert "from $4 \\times 10^{11}$ FLOPs on" in CT.verdict_text(r), CT.verdict_text(r)
+    del s["models"]["vae"]["metrics"]["flops_per_step"]
+    assert CL.along_compute(s, {"claimed": "lower"}, ("dcgan", "vae"), CL.I.InferenceConfig()) is None

@@ -196,6 +196,9 @@ def test_summary_and_study_read_the_curves(tmp_path):
     # the mean curve: 190 -> 90 crosses 110 four fifths of the way from 20 s to 40 s
     assert vae["time_to_threshold"]["wall"] == pytest.approx(36.0) and vae["seeds_reached"] == 2
     assert cs["dcgan"]["time_to_threshold"]["first"] and cs["wgan"]["time_to_threshold"] is None
+    # each seed's own crossing: 200 -> 80 at 20 s -> 40 s crosses 110 at 35 s; 180 -> 100 at 20 -> 40 s at 37.5 s
+    assert vae["to_threshold"]["wall"]["values"] == pytest.approx([35.0, 37.5]) and vae["to_threshold"]["n_never"] == 0
+    assert cs["wgan"]["to_threshold"]["wall"]["n"] == 0 and cs["wgan"]["to_threshold"]["n_never"] == 2
     study = compute_study({"order": ["vae", "dcgan", "wgan"], "curves": cs})
     assert study["reached"] == ["dcgan", "vae"] and study["never"] == ["wgan"]
     assert study["by_final"] == ["vae", "dcgan", "wgan"]

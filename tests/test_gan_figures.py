@@ -43,8 +43,9 @@ def _model(name, display, family, fd, hist, d_output=None, d=None):
 def _run(label, kind, fd=None, collapsed=False, **extra):
     run = {"label": label, "kind": kind, "seed": 0, "batch_size": 64, "changed": {}, "ms_per_step": 5.0,
            "status": "ok" if fd is not None else "diverged", "collapsed": collapsed, **extra}
-    if fd is not None:
-        run.update(fd=fd, precision=0.5, recall=0.4, classes_covered=10, n_classes=10, class_kl=0.1)
+    if fd is not None:  # collapsed: real-looking samples (precision near the floor's) covering little of the data
+        run.update(fd=fd, precision=0.75 if collapsed else 0.5, coverage=0.05 if collapsed else 0.6, recall=0.4,
+                   classes_covered=10, n_classes=10, class_kl=0.1)
     return run
 
 
@@ -58,7 +59,8 @@ def _trans(**values):
 
 def fake_summary() -> dict:
     """VAE, three GANs and a diffusion model (outside the GAN section); DCGAN's short runs hold a
-    diverged seed, a diverged draw and a collapsed draw; WGAN's critic outputs happen to lie in [0, 1]."""
+    diverged seed, a collapsed seed, a diverged draw and a collapsed draw; WGAN's critic outputs happen to lie in
+    [0, 1]."""
     hole = [0.125] * 10
     hole[3] = hole[5] = 0.0                                                  # DCGAN misses two classes
     models = {"vae": _model("vae", "VAE", "vae", 40.0, UNIFORM),
@@ -73,7 +75,7 @@ def fake_summary() -> dict:
         "vae": _dynamics("vae", [_run(f"seed{i}", "seed", fd) for i, fd in enumerate((41.0, 43.0, 42.0))]
                          + [_run(f"draw{i}", "draw", fd) for i, fd in enumerate((60.0, 48.0, 90.0))]),
         "dcgan": _dynamics("dcgan", [_run("seed0", "seed", 30.0, g_grad_in_d_step=0.0),
-                                     _run("seed1", "seed", 34.0), _run("seed2", "seed"),
+                                     _run("seed1", "seed", 34.0, collapsed=True), _run("seed2", "seed"),
                                      _run("draw0", "draw", 80.0, collapsed=True), _run("draw1", "draw", 45.0),
                                      _run("draw2", "draw"),
                                      _run("detach_seed0", "detach", 31.0, g_grad_in_d_step=2.5, ms_per_step=7.0)]),
@@ -101,7 +103,8 @@ def fake_summary() -> dict:
                                         upscale_ms_per_image=0.1, n=50)},
     }
     return {"order": ORDER, "models": models, "class_names": NAMES, "n_samples": 100,
-            "reference": {"floor": {"fd": 0.61, "class_histogram": UNIFORM}},
+            "reference": {"floor": {"fd": 0.61, "precision": 0.8, "coverage": 0.9, "class_histogram": UNIFORM},
+                          "ceiling": {"fd": 900.0, "precision": 0.0, "coverage": 0.0}},
             "dynamics": dynamics, "dynamics_config": {"collapse_share": 0.25}, "probes": probes,
             "translation": translation}
 
@@ -231,7 +234,7 @@ def test_gan_study_table_numbers():
     dc = df.set_index("Model").loc["DCGAN"]
     assert dc["FD, seeds $\\downarrow$"] == pm(stat([30.0, 34.0])) == "$32.0 \\pm 2.8$"
     assert dc["$n$"] == "2"
-    assert dc["Failed (div., coll.)"] == "3/6 (2, 1)", "2 diverged and 1 collapsed of 3 seeds + 3 draws"
+    assert dc["Failed (div., coll.)"] == "2/3 (1, 1)", "1 diverged and 1 collapsed of 3 seeds (draws apart)"
     assert dc["FD, draws"] == f"{fmt(62.5)} [45, 80]"
     assert dc["Classes"] == "8/10"
     assert dc["KL $\\downarrow$"] == fmt(s["models"]["dcgan"]["class_coverage"]["class_kl"], 2)
@@ -240,7 +243,7 @@ def test_gan_study_table_numbers():
     assert dc["Probe acc.\\ (feat.\\ / pix.)"] == "0.790 / 0.750"
     wg = df.set_index("Model").loc["WGAN"]
     assert wg["$D(x)$ / $D(G(z))$"] == "--", "a critic's outputs are not probabilities"
-    assert wg["PPL $\\downarrow$"] == "--" and wg["Failed (div., coll.)"] == "0/2 (0, 0)"
+    assert wg["PPL $\\downarrow$"] == "--" and wg["Failed (div., coll.)"] == "0/0 (0, 0), 2 not started"
     assert df.set_index("Model").loc["StyleGAN"]["FD, seeds $\\downarrow$"] == "--", "StyleGAN has no short runs"
 
 
@@ -264,7 +267,7 @@ def test_write_gan_tables(tmp_path):
     paths = write_gan_tables(s, tmp_path)
     assert [p.name for p in paths] == ["gan_study.tex", "translation.tex"]
     study = paths[0].read_text()
-    assert "\\toprule" in study and "$32.0 \\pm 2.8$" in study and "3/6 (2, 1)" in study
+    assert "\\toprule" in study and "$32.0 \\pm 2.8$" in study and "2/3 (1, 1)" in study
     assert "(untranslated)" in paths[1].read_text()
     assert write_gan_tables({**s, "dynamics": {}, "translation": {}}, tmp_path / "none") == []
     diverged = {**s, "translation": {"cyclegan": {"display": "CycleGAN", "n_ok": 0, "metrics": {}}}}

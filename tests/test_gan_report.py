@@ -5,49 +5,78 @@ from __future__ import annotations
 import pytest
 
 from genreview.publish.formatting import sci
-from genreview.publish.verdicts import (EQUILIBRIUM_TOL, UNSTABLE_CV, dynamics_study, equilibrium,
-                                        sensitivity_verdict, stability_verdict)
+from genreview.publish.verdicts import (COLLAPSE_COVERAGE, COLLAPSE_PRECISION, EQUILIBRIUM_TOL, STARTED,
+                                        collapsed, dynamics_study, equilibrium, sensitivity_verdict,
+                                        stability_verdict)
+
+FLOOR = {"fd": 1.0, "precision": 0.8, "coverage": 0.9}   # real test images against the reference
+CEILING = {"fd": 400.0, "precision": 0.0, "coverage": 0.0}  # uniform noise
+LOOKS_REAL_NARROW = {"precision": 0.9, "coverage": 0.1}    # collapse: real-looking, little of the data covered
 
 
-def _run(kind, seed, fd=None, status="ok", collapsed=False, ms=10.0, label=None):
+def _run(kind, seed, fd=None, status="ok", ms=10.0, label=None, precision=0.5, coverage=0.6):
     r = {"label": label or f"{kind}{seed}", "kind": kind, "seed": seed, "status": status, "ms_per_step": ms}
     if status == "ok":
-        r.update(fd=fd, collapsed=collapsed)
+        r.update(fd=fd, precision=precision, coverage=coverage)
     return r
 
 
 def _summary(**models):
     return {"dynamics": {m: {"model": m, "n": 50, "steps": 300, "runs": runs} for m, runs in models.items()},
-            "models": {}}
+            "models": {}, "reference": {"floor": FLOOR, "ceiling": CEILING}}
 
 
-VAE = [_run("seed", 0, 50.0), _run("seed", 1, 51.0), _run("seed", 2, 52.0),
-       _run("draw", 0, 60.0, label="draw0"), _run("draw", 0, 70.0, label="draw1")]
+VAE = [_run("seed", s, 50.0 + s) for s in range(6)] + [_run("draw", 0, 60.0, label="draw0"),
+                                                         _run("draw", 0, 70.0, label="draw1")]
 
 
-def test_more_failed_runs_make_a_model_less_stable():
-    gan = [_run("seed", 0, 30.0), _run("seed", 1, status="diverged"), _run("seed", 2, 31.0),
-           _run("draw", 0, 40.0, label="draw0"), _run("draw", 0, 45.0, label="draw1")]
+def test_collapse_is_real_looking_samples_that_cover_little():
+    assert collapsed(LOOKS_REAL_NARROW, FLOOR)
+    assert not collapsed({"precision": 0.05, "coverage": 0.02}, FLOOR), "an untrained model has not collapsed"
+    assert not collapsed({"precision": 0.7, "coverage": 0.8}, FLOOR), "a good model has not collapsed"
+    edge = {"precision": COLLAPSE_PRECISION * FLOOR["precision"], "coverage": COLLAPSE_COVERAGE * FLOOR["coverage"]}
+    assert not collapsed(edge, FLOOR) and collapsed({**edge, "coverage": edge["coverage"] - 1e-6}, FLOOR)
+    assert collapsed({"precision": None, "coverage": 0.1}, FLOOR) is None and collapsed(LOOKS_REAL_NARROW, None) is None
+
+
+def test_more_failed_seed_runs_make_a_model_less_stable_by_fishers_test():
+    gan = [_run("seed", s, status="diverged") for s in range(4)] + [_run("seed", 4, 30.0), _run("seed", 5, 31.0),
+                                                                    _run("draw", 0, 40.0, label="draw0")]
     v = stability_verdict(_summary(vae=VAE, gan=gan), "gan")
-    assert v["more_failures"] and v["less_stable"]
-    assert v["a"]["n_failed"] == 1 and v["a"]["n_runs"] == 5 and v["b"]["n_failed"] == 0
-    assert v["a"]["fd"]["n"] == 2, "the diverged seed has no FD to average"
+    assert v["a"]["n_failed"] == 4 and v["a"]["n_runs"] == 6 and v["b"]["n_failed"] == 0
+    assert v["p_failures"] == pytest.approx(15 / 495)  # hypergeometric: C(6,4) C(6,0) / C(12,4)
+    assert v["more_failures"] and v["less_stable"] and not v["budget_limited"]
+    assert v["a"]["fd"]["n"] == 2, "the diverged seeds have no FD to average"
+    one = [_run("seed", 0, status="diverged")] + [_run("seed", s, 30.0 + s) for s in range(1, 6)]
+    v = stability_verdict(_summary(vae=VAE, gan=one), "gan")
+    assert not v["more_failures"] and not v["less_stable"], "1 of 6 against 0 of 6 is not evidence"
 
 
-def test_spread_beyond_the_rule_makes_a_model_less_stable_and_within_it_does_not():
-    cv_vae = VAE[1]["fd"] and (1.0 / 51.0)  # std 1 around 51
-    wide = [_run("seed", 0, 20.0), _run("seed", 1, 40.0), _run("seed", 2, 60.0)]
+def test_draws_do_not_count_towards_stability():
+    gan = [_run("seed", s, 30.0 + s) for s in range(6)] + [_run("draw", d, status="diverged", label=f"draw{d}")
+                                                         for d in range(5)]
+    v = stability_verdict(_summary(vae=VAE, gan=gan), "gan")
+    assert v["a"]["n_failed"] == 0 and v["a"]["n_draws_failed"] == 5 and not v["less_stable"]
+
+
+def test_a_wider_spread_of_log_fd_counts_only_when_brown_forsythe_says_so():
+    wide = [_run("seed", s, fd) for s, fd in enumerate([10.0, 20.0, 40.0, 80.0, 160.0, 15.0])]
     v = stability_verdict(_summary(vae=VAE, gan=wide), "gan")
-    assert v["cv_ratio"] == pytest.approx((20.0 / 40.0) / cv_vae)
-    assert v["cv_ratio"] > UNSTABLE_CV and v["wider"] and v["less_stable"] and not v["more_failures"]
-    calm = [_run("seed", 0, 40.0), _run("seed", 1, 40.5), _run("seed", 2, 41.0)]
+    assert v["p_spread"] < 0.05 and v["wider"] and v["less_stable"] and not v["more_failures"]
+    calm = [_run("seed", s, 40.0 + 0.5 * s) for s in range(6)]
     v = stability_verdict(_summary(vae=VAE, gan=calm), "gan")
-    assert not v["less_stable"], "half the VAE's variation is not instability"
+    assert not v["wider"] and not v["less_stable"], "a spread like the VAE's is not instability"
     assert stability_verdict(_summary(vae=VAE), "gan") is None
 
 
+def test_runs_that_never_left_the_noise_ceiling_make_stability_budget_limited():
+    stuck = [_run("seed", s, STARTED * CEILING["fd"] + 10.0) for s in range(6)]
+    v = stability_verdict(_summary(vae=VAE, gan=stuck), "gan")
+    assert v["budget_limited"] and not v["less_stable"] and v["a"]["never_started"] == 6 and v["a"]["n_runs"] == 0
+
+
 def test_collapsed_runs_count_as_failed():
-    gan = [_run("seed", 0, 30.0, collapsed=True), _run("seed", 1, 31.0), _run("seed", 2, 32.0)]
+    gan = [_run("seed", 0, 30.0, **LOOKS_REAL_NARROW), _run("seed", 1, 31.0), _run("seed", 2, 32.0)]
     st = dynamics_study(_summary(gan=gan), "gan")
     assert st["n_collapsed"] == 1 and st["n_failed"] == 1 and st["n_diverged"] == 0
 

@@ -43,11 +43,12 @@ def _loss_keys(name: str) -> tuple[str, ...]:
                                   model.configure_optimizers()))
 
 
-def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -> Path:
+def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=(), no_fd_inf=()) -> Path:
     """summary.json built by the real `summary.collect` from fake but complete results files, shaped
     like what `train.train`, `evaluate.evaluate_run` and `evaluate.reference` write.
 
-    Every metric gets a distinct value; models in `diverged` diverged in every seed.
+    Every metric gets a distinct value; models in `diverged` diverged in every seed; models in `no_fd_inf`
+    were scored on too few samples for FD extrapolated to infinite N (`fd_infinity` gives None).
     """
     tmp.mkdir(parents=True, exist_ok=True)
     raw = load_raw_config()
@@ -78,6 +79,8 @@ def make_summary(tmp: Path, models=tuple(REGISTRY), seeds=(0, 1), diverged=()) -
                            sample_batch=256, sample_precision="fp32", class_histogram=[0.1] * 10)
                 # FD extrapolated to infinite N lies below FD; the second model's far below (the ranking changes)
                 run.update(fd_inf=run["fd"] - (20.0 if i == 1 else 0.4), fd_inf_slope=40.0)
+                if m in no_fd_inf:
+                    run.update(fd_inf=None, fd_inf_slope=None)
                 if REGISTRY[m][0].style_mixing:
                     run["truncation"] = [{"psi": p, "n": 25, "fd": 20.0 - 5 * p, "precision": 0.9 - 0.3 * p,
                                           "recall": 0.1 + 0.4 * p, "density": 1.0, "coverage": 0.5}
@@ -268,11 +271,12 @@ def _check_clean(paths):
 
 
 @pytest.mark.parametrize("case", ["all models, two seeds", "one seed", "one model diverged", "only the vae",
-                                  "no provenance record", "a GPU"])
+                                  "no provenance record", "a GPU", "no FD_inf", "some models without FD_inf"])
 def test_templates_render_without_leftovers(case, tmp_path):
     kwargs = {"all models, two seeds": {}, "one seed": {"seeds": (0,)}, "one model diverged": {"diverged": ("dcgan",)},
               "only the vae": {"models": ("vae",)}, "no provenance record": {"seeds": (0,)},
-              "a GPU": {"seeds": (0,)}}[case]
+              "a GPU": {"seeds": (0,)}, "no FD_inf": {"seeds": (0,), "no_fd_inf": tuple(REGISTRY)},
+              "some models without FD_inf": {"no_fd_inf": ("vae", "ddpm", "wgan", "gmm", "pixelcnn")}}[case]
     provenance = {"no provenance record": None, "a GPU": "gpu"}.get(case, "cpu")
     summary = make_summary(tmp_path / "results", **kwargs)
     written = _render(tmp_path, summary, provenance=provenance)
@@ -374,6 +378,37 @@ def test_compare_ties_and_decisiveness():
     assert not compare(st(10.0), st(20.0), "fd").decisive, "one seed is never decisive"
 
 
+def test_model_comparisons_quote_fd_inf_not_fd(tmp_path):
+    """Two models' quality is compared by FD extrapolated to infinite N: FD's finite-N bias differs between
+    models and N. The sentences quote the FD_inf means and take their word from them, even where FD would
+    order the two models the other way."""
+    path = make_summary(tmp_path / "results")
+    s = json.loads(path.read_text())
+    #            FD      FD_inf: FD and FD_inf order VAE/DCGAN and WGAN-GP/WGAN oppositely
+    values = {"vae": (41.7, 23.9), "dcgan": (38.2, 29.4), "ddpm": (52.6, 17.3), "wgan_gp": (44.4, 33.8),
+              "wgan": (47.1, 26.2)}
+    for name, (fd, fd_inf) in values.items():
+        s["models"][name]["metrics"]["fd"] = st(fd, 0.3, 2)
+        s["models"][name]["metrics"]["fd_inf"] = st(fd_inf, 0.3, 2)
+    save_json(s, path)
+    _render(tmp_path, path)
+    out = tmp_path / "build" / "paper" / "sections"
+
+    def text(section):
+        return " ".join((out / f"{section}.tex").read_text().split())
+
+    discussion, results, gan = text("discussion"), text("results"), text("gan")
+    assert "by FD extrapolated to infinite $N$ (FD$_\\infty$)" in discussion, "named in full at its first use"
+    assert "By FD$_\\infty$ the VAE scores better than the DCGAN (23.9 vs.\\ 29.4;" in discussion, discussion
+    assert "41.7" not in discussion and "38.2" not in discussion
+    assert "DCGAN's FD$_\\infty$ is higher than VAE's (29.4 vs.\\ 23.9;" in results, results
+    assert "DDPM's FD$_\\infty$ is lower than DCGAN's (17.3 vs.\\ 29.4;" in results, results
+    assert "is higher than weight clipping's (33.8 vs.\\ 26.2;" in gan, gan
+    assert re.search(r"FD\$_\\infty\$ \$?-?[0-9.]+\$? \[", results), "the evidence is FD_inf's interval"
+    for quoted in ("(41.7 vs.", "(38.2 vs.", "(52.6 vs.", "(44.4 vs."):
+        assert quoted not in discussion + results + gan, f"a comparison quotes an FD: {quoted}"
+
+
 def test_times_reads_near_one():
     """times() never writes 'about as as much' or 'about as faster' (the phrase it is given finishes it)."""
     assert times(1.0, "as much") == "about as much" and times(1.02, "faster") == "about as fast"
@@ -424,7 +459,8 @@ def test_results_and_cost_tables_align_decimals_and_state_n(tmp_path):
     assert pixelcnn[cols[1]].endswith(OTHER_N) and pixelcnn["$N$"] == "50", pixelcnn.tolist()
     assert not df[df["Model"] == "VAE"].iloc[0][cols[1]].endswith(OTHER_N)
     assert df[df["Model"] == "VAE"].iloc[0]["Seeds"] == "2/2"
-    for table, skip in ((df, {"Model", "$N$", "Seeds"}), (cost_table(summary), {"Model", "Train time", "NFE"})):
+    cost_skip = {"Model", "Train time", "Train FLOPs", "NFE"}  # times carry units, FLOPs their exponent
+    for table, skip in ((df, {"Model", "$N$", "Seeds"}), (cost_table(summary), cost_skip)):
         for col in table.columns:
             if col in skip:
                 continue

@@ -1,7 +1,8 @@
 """The claims ledger: the source material's qualitative claims, each tested against this build.
 
-`paper/claims.yaml` writes each claim down once (its words, its sources, the measured quantity
-that tests it); the rules below turn the summary's numbers into a verdict:
+`paper/claims.yaml` writes each claim down once (its words, its sources with the passages of their
+texts that make it, the measured quantity that tests it); the rules below turn the summary's numbers
+into a verdict:
 
 - the rules that compare two numbers (compare, threshold, detach, ddim) ask the one verdict engine,
   `verdicts.judge`: the effect of a against b (a log ratio or a difference, `summary.inference`), its
@@ -22,29 +23,56 @@ ledger table and the family comparison table for the paper.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import yaml
+from scipy import stats as sps
 
 from ..summary import inference as I
-from ..summary.stats import stat
-from .formatting import fmt, pm, times
-from .verdicts import (EQUILIBRIUM_TOL, SMALL_LOSS, dynamics_study, equilibrium, judge, probe_metric,
-                       sampler_study, sensitivity_verdict, stability_verdict)
+from ..summary.stats import plateau, stat
+from .formatting import fmt, pm, sci, times
+from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, collapsed, dynamics_study, equilibrium, judge,
+                       probe_metric, sampler_study, sensitivity_verdict, stability_verdict)
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not measured")
 TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",
-         "equilibrium", "detach", "ddim", "no_likelihood")
-FIELDS = {"id", "claim", "sources", "topic", "test", "quantity", "a", "b", "expect", "models", "baseline",
-          "value", "value_label"}
+         "equilibrium", "detach", "ddim", "no_likelihood", "exact_likelihood")
+FIELDS = {"id", "claim", "sources", "passages", "topic", "test", "quantity", "a", "b", "expect", "models",
+          "baseline", "value", "value_label"}
+SOURCE_FIELDS = ("key", "file")  # each source: its BibTeX key and the file of its text (the seeds folder)
+PASSAGE = re.compile(r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*")
 
 
 class LedgerError(ValueError):
     pass
 
 
+def passage_lines(text) -> list[tuple[int, int]]:
+    """A passage, the line numbers of a source's file where it makes a claim ("12", "12-14" or "12-14, 30";
+    a bare YAML integer is one line) -> its ranges [(first, last), ...]. ValueError if it is not that."""
+    text = str(text) if isinstance(text, int) and not isinstance(text, bool) else text
+    if not isinstance(text, str) or not PASSAGE.fullmatch(text):
+        raise ValueError(f"{text!r} is not line numbers or ranges")
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        lo, hi = int(a), int(b or a)
+        if not 1 <= lo <= hi:
+            raise ValueError(f"{part.strip()!r} is not a range of lines from the first to the last (1-based)")
+        out.append((lo, hi))
+    return out
+
+
+def passage_text(text) -> str:
+    """A passage in its one written form: "12-14, 30"."""
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in passage_lines(text))
+
+
 def load_ledger(path: str | Path) -> dict:
-    """Read and check claims.yaml: every claim has the fields its test needs and known sources."""
+    """Read and check claims.yaml: every source has its BibTeX key and the file of its text; every claim has
+    the fields its test needs, known sources and, for each source, the passage (lines of that file) that
+    makes the claim, written back in one form ("12-14, 30")."""
     path = Path(path)
     try:
         led = yaml.safe_load(path.read_text())
@@ -54,6 +82,11 @@ def load_ledger(path: str | Path) -> dict:
         I.InferenceConfig.from_mapping(led, str(path))
     except ValueError as e:
         raise LedgerError(str(e)) from None
+    for key, s in (led.get("sources") or {}).items():
+        missing = [f for f in SOURCE_FIELDS if not isinstance(s, dict) or not s.get(f)]
+        if missing:
+            raise LedgerError(f"{path}: source {key} lacks {', '.join(missing)}: give its BibTeX key and the file "
+                              "of its text, e.g. {key: seed_blog, file: 003_c8e1368725abc40c.txt}")
     seen = set()
     for i, c in enumerate(led.get("claims", [])):
         where = f"{path}: claim {i + 1} ({c.get('id', 'no id')})"
@@ -71,7 +104,8 @@ def load_ledger(path: str | Path) -> dict:
         need = {"compare": ("quantity", "a", "b", "expect"), "threshold": ("quantity", "a", "expect", "value"),
                 "stability": ("a", "b"), "sensitivity": ("a", "b"), "collapse": ("models", "baseline"),
                 "no_collapse": ("models",), "no_divergence": ("models",), "equilibrium": ("a",),
-                "detach": ("a",), "ddim": ("a",), "no_likelihood": ("models",)}[c["test"]]
+                "detach": ("a",), "ddim": ("a",), "no_likelihood": ("models",),
+                "exact_likelihood": ("models",)}[c["test"]]
         for f in need:
             if f not in c:
                 raise LedgerError(f"{where}: test '{c['test']}' needs field '{f}'")
@@ -84,7 +118,35 @@ def load_ledger(path: str | Path) -> dict:
         for s in c["sources"]:
             if s not in led.get("sources", {}):
                 raise LedgerError(f"{where}: unknown source '{s}'; declare it under 'sources'")
+        c["passages"] = _passages(c, where)
     return led
+
+
+def _passages(c: dict, where: str) -> dict:
+    """The claim's passages checked against its sources: one for each source, none for another, each line
+    numbers or ranges; returned in the one written form, in the order of the claim's sources."""
+    fix = ("give the line numbers of each source's file where it makes the claim, e.g. "
+           "passages: {S0: \"41-43\", S4: \"297\"}")
+    passages = c.get("passages")
+    if passages is None:
+        passages = {}
+    if not isinstance(passages, dict):
+        raise LedgerError(f"{where}: 'passages' must map each source to its lines; {fix}")
+    missing = [s for s in c["sources"] if s not in passages]
+    if missing:
+        raise LedgerError(f"{where}: no passage for source(s) {', '.join(missing)}; {fix}")
+    extra = [s for s in passages if s not in c["sources"]]
+    if extra:
+        raise LedgerError(f"{where}: passage(s) for {', '.join(map(str, extra))}, not among its sources "
+                          f"{c['sources']}; add the source or drop the passage")
+    out = {}
+    for s in c["sources"]:
+        try:
+            out[s] = passage_text(passages[s])
+        except ValueError as e:
+            raise LedgerError(f"{where}: passage of {s}: {e}; write line numbers or ranges, "
+                              "e.g. \"12\", \"12-14\" or \"12-14, 30\"") from None
+    return out
 
 
 # --------------------------------------------------------------------------- quantities and models
@@ -98,6 +160,12 @@ def quantity(summary: dict, model: str, q: str) -> dict | None:
     """One model's measured `q` as a seed stat, or None when this build has no such number."""
     if q.startswith("probe:"):
         return probe_metric(summary, model, q.split(":", 1)[1])
+    if q.startswith("curve:"):
+        # the images seen (or training seconds) to the FD threshold, over the seeds of the curves study; a
+        # seed that never reached it has no such number, and the others' alone would flatter the model
+        t = (summary.get("curves", {}).get(model) or {}).get("to_threshold") or {}
+        st = t.get(q.split(":", 1)[1])
+        return st if st and st.get("mean") is not None and not t.get("n_never") else None
     if q.startswith("translation:"):
         t = summary.get("translation", {}).get(model, {}).get("translation", {}).get(q.split(":", 1)[1])
         return t if t and t.get("mean") is not None else None
@@ -201,17 +269,28 @@ def _one_way(claimed: bool, reverse: bool) -> str:
 
 
 def rule_stability(summary, c, margin):
-    """Claim: `a` is less stable than `b` in the short-run study (verdicts.stability_verdict)."""
+    """Claim: `a` is less stable than `b` over seeds in the short-run study (verdicts.stability_verdict: Fisher's
+    exact test on failed seed runs, Brown-Forsythe on the spread of log FD, both ways round)."""
     fwd, back = stability_verdict(summary, c["a"], c["b"]), stability_verdict(summary, c["b"], c["a"])
     if not fwd:
         return "not measured", f"needs the training-dynamics study of {_tx(c['a'])} and {_tx(c['b'])}", {}
-    verdict = _one_way(fwd["less_stable"], back["less_stable"])
 
     def one(d, name):
-        cv = fmt(d["cv"], 2) if d["cv"] is not None else "n/a"
-        return f"{_display(summary, name)} {d['n_failed']}/{d['n_runs']} runs failed, seed CV of FD {cv}"
-    ev = f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['fd']['n']} seeds, {fwd['a']['steps']} steps)"
-    return verdict, ev, {"less_stable": fwd["less_stable"], "reverse": back["less_stable"]}
+        return (f"{_display(summary, name)} {d['n_failed']}/{d['n_runs']} seed runs failed"
+                + (f" ({d['never_started']} never started)" if d["never_started"] else ""))
+    tests = "; ".join(f"{what} $p = {fmt(fwd[k], 2)}$" for what, k in (("Fisher", "p_failures"),
+                                                                      ("Brown--Forsythe", "p_spread"))
+                      if fwd[k] is not None)
+    ev = (f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['steps']} steps)"
+          + (f"; {tests}" if tests else ""))
+    numbers = {"less_stable": fwd["less_stable"], "reverse": back["less_stable"], "p_failures": fwd["p_failures"],
+               "p_spread": fwd["p_spread"]}
+    if fwd["budget_limited"]:
+        return "inconclusive", ev, {**numbers, "reason": "budget-limited: too few runs left the noise ceiling"}
+    verdict = _one_way(fwd["less_stable"], back["less_stable"])
+    if verdict == "inconclusive":
+        numbers["reason"] = "neither test significant" if not back["less_stable"] else "both ways round"
+    return verdict, ev, numbers
 
 
 def rule_sensitivity(summary, c, margin):
@@ -227,42 +306,60 @@ def rule_sensitivity(summary, c, margin):
 
 
 def collapse_counts(summary: dict, names: list[str]) -> tuple[int, int]:
-    """(collapsed, runs) over the main runs (fewer than half of the classes covered) and the short
-    runs of the dynamics study (their `collapsed` flag)."""
-    frac = summary.get("dynamics_config", {}).get("collapse_classes", 0.5)
+    """(collapsed, runs) over the main runs (each seed's precision and coverage) and the seed runs of the
+    dynamics study, by `verdicts.collapsed`: samples that look real but cover little of the data."""
+    floor = (summary.get("reference") or {}).get("floor")
     bad = total = 0
     for n in names:
         m = summary["models"].get(n)
-        if m and m.get("class_coverage"):
-            cov = m["class_coverage"]
-            total += 1
-            bad += cov["classes_covered"] < frac * cov["n_classes"]
+        if m:
+            prec, cov = (m["metrics"].get(k, {}).get("values") or [] for k in ("precision", "coverage"))
+            for p, c in zip(prec, cov):
+                flag = collapsed({"precision": p, "coverage": c}, floor)
+                if flag is not None:
+                    total += 1
+                    bad += flag
         for r in summary.get("dynamics", {}).get(n, {}).get("runs", []):
-            if r.get("status") == "ok" and r.get("kind") in ("seed", "draw"):
+            flag = collapsed(r, floor) if r.get("status") == "ok" and r.get("kind") == "seed" else None
+            if flag is not None:
                 total += 1
-                bad += bool(r.get("collapsed"))
+                bad += flag
     return bad, total
 
 
+MIN_RUNS = 3  # runs a collapse rule needs on each side before it says more than inconclusive
+
+
 def rule_collapse(summary, c, margin):
+    """Claim: `models` collapse more often than `baseline` (Fisher's exact test, one-sided, at STUDY_ALPHA)."""
     names, base = _members(summary, c["models"]), _members(summary, c["baseline"])
     (bad, tot), (bbad, btot) = collapse_counts(summary, names), collapse_counts(summary, base)
     if not tot or not btot:
-        return "not measured", "needs class coverage of the models and the baseline", {}
-    rate, brate = bad / tot, bbad / btot
-    verdict = "supported" if rate > brate else "contradicted" if bad == 0 else "inconclusive"
+        return "not measured", "needs precision and coverage of the models and the baseline", {}
+    p = float(sps.fisher_exact([[bad, tot - bad], [bbad, btot - bbad]], alternative="greater").pvalue)
     ev = (f"{bad} of {tot} runs of {', '.join(_display(summary, n) for n in names)} collapsed vs.\\ "
-          f"{bbad} of {btot} of {', '.join(_display(summary, n) for n in base)}")
-    return verdict, ev, {"collapsed": bad, "runs": tot, "baseline_collapsed": bbad, "baseline_runs": btot}
+          f"{bbad} of {btot} of {', '.join(_display(summary, n) for n in base)}; Fisher $p = {fmt(p, 2)}$")
+    numbers = {"collapsed": bad, "runs": tot, "baseline_collapsed": bbad, "baseline_runs": btot, "p": p}
+    if min(tot, btot) < MIN_RUNS:
+        return "inconclusive", ev, {**numbers, "reason": f"fewer than {MIN_RUNS} runs"}
+    if p < STUDY_ALPHA:
+        return "supported", ev, numbers
+    if bad == 0:
+        return "contradicted", ev, numbers
+    return "inconclusive", ev, {**numbers, "reason": "Fisher's test not significant"}
 
 
 def rule_no_collapse(summary, c, margin):
     names = _members(summary, c["models"])
     bad, tot = collapse_counts(summary, names)
     if not tot:
-        return "not measured", "needs class coverage", {}
-    return ("supported" if bad == 0 else "contradicted",
-            f"{bad} of {tot} runs of {', '.join(_display(summary, n) for n in names)} collapsed", {})
+        return "not measured", "needs precision and coverage", {}
+    ev = f"{bad} of {tot} runs of {', '.join(_display(summary, n) for n in names)} collapsed"
+    if bad:
+        return "contradicted", ev, {}
+    if tot < MIN_RUNS:
+        return "inconclusive", ev, {"reason": f"fewer than {MIN_RUNS} runs"}
+    return "supported", ev, {}
 
 
 def rule_no_divergence(summary, c, margin):
@@ -276,12 +373,14 @@ def rule_no_divergence(summary, c, margin):
 
 
 def rule_equilibrium(summary, c, margin):
+    """Claim: training struggles to reach the equilibrium D(x) = 1/2: supported when the main run's D ends
+    away from one half (beyond EQUILIBRIUM_TOL on real or fake images), contradicted when it ends there."""
     e = equilibrium(summary, c["a"])
     if not e:
         return "not measured", f"needs {_tx(c['a'])}'s discriminator outputs", {}
     ev = (f"{_display(summary, c['a'])}'s D ends at {fmt(e['d_real'], 2)} on real and {fmt(e['d_fake'], 2)} "
-          f"on fake images (tolerance {fmt(EQUILIBRIUM_TOL, 1)})")
-    return ("supported" if e["at_equilibrium"] else "contradicted"), ev, e
+          f"on fake images (equilibrium: one half, tolerance {fmt(EQUILIBRIUM_TOL, 1)})")
+    return ("contradicted" if e["at_equilibrium"] else "supported"), ev, e
 
 
 def rule_detach(summary, c, margin):
@@ -300,16 +399,37 @@ def rule_detach(summary, c, margin):
 
 
 def rule_ddim(summary, c, margin):
+    """Claim (the source's): DDIM samples faster than DDPM. Against the longest ancestral (DDPM) chain of the
+    sweep, the DDIM point with fewer steps and the lowest FD (the best quality DDIM offers at a saving), in
+    milliseconds per image; the quality each gives is in the evidence (how little quality the fewer steps
+    cost is Song et al.'s claim, which the diffusion section discusses)."""
     st = sampler_study(summary, c["a"])
     if not st:
         return "not measured", f"needs the sampler sweep of {_tx(c['a'])}", {}
-    ref, few = st["ref"], st["few"]
-    if few is None:
-        return "not measured", f"needs a DDIM point at a fifth of the {ref['steps']} steps or fewer", {}
-    ev = (f"DDIM at {few['steps']} steps: FD {fmt(few['fd']['mean'])} against {fmt(SMALL_LOSS)} times "
-          f"{fmt(ref['fd']['mean'])} at {ref['steps']} steps, "
-          f"{times(ref['ms_per_image']['mean'] / few['ms_per_image']['mean'], 'faster')} ({_seeds(few['fd'])})")
-    return Test(st["claim_test"]), ev, {"steps": few["steps"], "ref_steps": ref["steps"]}
+    chain = st["ancestral"][-1] if st["ancestral"] else None
+    shorter = [p for p in st["ddim"] if chain and p["steps"] < chain["steps"] and p["fd"].get("mean") is not None]
+    if chain is None or not shorter:
+        return "not measured", "needs an ancestral chain and a DDIM point with fewer steps in the sweep", {}
+    few = min(shorter, key=lambda p: p["fd"]["mean"])
+    a, b = few["ms_per_image"], chain["ms_per_image"]
+    ev = (f"DDIM at {few['steps']} steps {fmt(a['mean'])}\\,ms per image (FD {fmt(few['fd']['mean'])}) vs.\\ the "
+          f"sweep's longest ancestral chain, {chain['steps']} steps, "
+          f"{fmt(b['mean'])}\\,ms (FD {fmt(chain['fd']['mean'])}), {_seeds(a)}")
+    return (Test(a=a, b=b, metric="sample_ms_per_image", claimed="lower"), ev,
+            {"steps": few["steps"], "chain_steps": chain["steps"]})
+
+
+def rule_exact_likelihood(summary, c, margin):
+    """Claim: the models compute an image's likelihood exactly: supported when every one declares an exact
+    log-likelihood (`GenerativeModel.likelihood`) and the build measured its bits/dim."""
+    names = [n for n in _members(summary, c["models"]) if n in summary["models"]]
+    if not names:
+        return "not measured", "needs the models", {}
+    exact = [n for n in names if summary["models"][n]["likelihood"] == "exact" and quantity(summary, n, "bpd")]
+    ev = ", ".join(f"{_display(summary, n)}: {summary['models'][n]['likelihood']} likelihood"
+                   + (f", {pm(quantity(summary, n, 'bpd'))} bits/dim" if quantity(summary, n, "bpd") else "")
+                   for n in names)
+    return ("supported" if len(exact) == len(names) else "contradicted"), ev, {}
 
 
 def rule_no_likelihood(summary, c, margin):
@@ -339,9 +459,11 @@ def evaluate(summary: dict, ledger: dict) -> dict:
         verdict, evidence, numbers = RULES[c["test"]](summary, c, cfg.margin)
         if isinstance(verdict, Test):
             tests[c["id"]] = verdict
-        rows.append({"id": c["id"], "claim": c["claim"], "sources": c["sources"], "topic": c["topic"],
+        reason = numbers.pop("reason", None)  # a study rule's reason for an inconclusive verdict
+        rows.append({"id": c["id"], "claim": c["claim"], "sources": c["sources"],
+                     "passages": dict(c.get("passages") or {}), "topic": c["topic"],
                      "test": c["test"], "quantity": label(c["quantity"]) if "quantity" in c else c["test"],
-                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers), "reason": None})
+                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers), "reason": reason})
     first = {k: judge(**t, cfg=cfg) for k, t in tests.items()}
     family = [k for k, j in first.items() if j.effect.p is not None]
     adjusted = dict(zip(family, I.bh_adjust(first[k].effect.p for k in family)))
@@ -354,11 +476,100 @@ def evaluate(summary: dict, ledger: dict) -> dict:
                  effect={"scale": e.scale, "estimate": e.estimate, "lo": e.lo, "hi": e.hi, "text": j.estimate},
                  evidence=r["evidence"] + "; " + (f"{j.estimate}, adjusted $p {_p(j.p_adj)}$"
                                                    if e.lo is not None else "one seed: no interval"))
+        if r["topic"] == "quality":
+            _matched(summary, r, tests[r["id"]], cfg)
+            _budget(summary, r, cfg.plateau_gain)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     one_seed = sum(r["reason"] == "one seed" for r in rows)
+    budget = sum(str(r["reason"]).startswith("budget-limited") for r in rows)
     return {"profile": summary["profile"], "margin": cfg.margin, "alpha": cfg.alpha, "level": cfg.level,
             "n_tests": len(family), "claims": rows, "counts": counts, "one_seed": one_seed,
+            "budget_limited": budget, "plateau_gain": cfg.plateau_gain,
             "sources": ledger["sources"], "by_id": {r["id"]: r for r in rows}}
+
+
+def convergence(summary: dict, model: str, gain: float) -> dict | None:
+    """Whether `model`'s training curve (its weight snapshots' FD, mean over seeds, `curves` in the summary)
+    levelled off over its last doubling of compute (`stats.plateau`); None without a curve."""
+    curve = summary.get("curves", {}).get(model)
+    return plateau(curve["rows"], gain) if curve else None
+
+
+def _budget(summary: dict, row: dict, gain: float) -> None:
+    """A quality verdict on a model still improving is budget-limited: a verdict other than inconclusive
+    becomes inconclusive with that reason, naming the model and its fall; where a model has no curve the
+    evidence says that its convergence was not checked."""
+    names = [row["numbers"].get(k) for k in ("a", "b") if row["numbers"].get(k)]
+    checked = {n: convergence(summary, n, gain) for n in names}
+    row["convergence"] = {n: c for n, c in checked.items()}
+    still = [(n, c) for n, c in checked.items() if c and not c["plateaued"]]
+    unchecked = [n for n, c in checked.items() if c is None]
+    if still and row["verdict"] in ("supported", "contradicted", "equivalent"):
+        n, c = max(still, key=lambda t: t[1]["fall"])
+        row["verdict"], row["reason"] = "inconclusive", (
+            f"budget-limited: {_display(summary, n)}'s FD still fell {100 * c['fall']:.0f}\\% over its last "
+            f"doubling of training")
+    if unchecked:
+        row["evidence"] += "; convergence not checked for " + ", ".join(_display(summary, n) for n in unchecked)
+
+
+# Quality quantities whose better direction is KID's: a claim on one of them is also judged along the training
+# curves, by KID (unbiased at any N; the curves score every snapshot at one N).
+ALONG_COMPUTE = ("fd", "fd_inf", "kid")
+
+
+def curve_points(summary: dict, model: str, key: str = "kid") -> list[tuple[float, dict]]:
+    """(training FLOPs, `key` over seeds) at each of `model`'s weight snapshots: the snapshot's step times the
+    run's FLOPs per step (`flops.train_flops`, averaged over a two-stage model's phases); [] without a curve or
+    without a FLOP count."""
+    curve = (summary.get("curves") or {}).get(model)
+    fps = ((summary["models"].get(model) or {}).get("metrics", {}).get("flops_per_step") or {}).get("mean")
+    if not curve or not fps:
+        return []
+    return [(r["step"] * fps, r[key]) for r in curve["rows"] if (r.get(key) or {}).get("mean") is not None]
+
+
+def _at(points: list[tuple[float, dict]], compute: float) -> dict | None:
+    """The model's `key` as of `compute`: its latest snapshot at or below it."""
+    done = [v for c, v in points if c <= compute * (1 + 1e-9)]
+    return done[-1] if done else None
+
+
+def along_compute(summary: dict, test: "Test", names: tuple[str, str], cfg: I.InferenceConfig) -> dict | None:
+    """The claim judged by the engine on KID at matched training compute: at every snapshot's compute that both
+    models reached (each model as of its latest snapshot by then), with the verdict at the largest such compute
+    ("at") and, where the verdict changes along the way, the compute from which it holds ("flip_at"). None
+    when a model lacks a curve or a FLOP count, or their curves share no compute."""
+    pa, pb = curve_points(summary, names[0]), curve_points(summary, names[1])
+    if not pa or not pb:
+        return None
+    lo, hi = max(pa[0][0], pb[0][0]), min(pa[-1][0], pb[-1][0])
+    grid = sorted({c for c, _ in pa + pb if lo <= c <= hi})
+    points = []
+    for c in grid:
+        j = judge(_at(pa, c), _at(pb, c), "kid", claimed=test["claimed"], cfg=cfg)
+        points.append({"compute": c, "kind": j.kind, "estimate": j.estimate, "reason": j.reason})
+    if not points:
+        return None
+    final = points[-1]["kind"]
+    flip = None
+    if any(p["kind"] != final for p in points):
+        i = max(k for k, p in enumerate(points) if p["kind"] != final) + 1
+        flip = points[i]["compute"]
+    return {"measure": "training FLOPs", "points": points, "at": points[-1]["compute"], "kind_at": final,
+            "flip_at": flip}
+
+
+def _matched(summary: dict, row: dict, test: "Test", cfg: I.InferenceConfig) -> None:
+    """Adds the judgement at matched compute to a quality row (see `along_compute`)."""
+    a, b = row["numbers"].get("a"), row["numbers"].get("b")
+    if not a or not b or test["metric"] not in ALONG_COMPUTE:
+        return
+    m = along_compute(summary, test, (a, b), cfg)
+    row["matched"] = m
+    if m:
+        row["evidence"] += (f"; at matched compute ({sci(m['at'])} training FLOPs, KID): {m['kind_at']}"
+                            + (f", from {sci(m['flip_at'])} FLOPs on" if m["flip_at"] else ""))
 
 
 def _p(p: float) -> str:

@@ -34,7 +34,8 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
                        best_point=V.best_point, small_loss=V.SMALL_LOSS,
                        dynamics_study=V.dynamics_study, stability_verdict=V.stability_verdict,
                        sensitivity_verdict=V.sensitivity_verdict, equilibrium=V.equilibrium,
-                       probe_metric=V.probe_metric, unstable_cv=V.UNSTABLE_CV,
+                       probe_metric=V.probe_metric, study_alpha=V.STUDY_ALPHA, started_share=V.STARTED,
+                       collapse_precision=V.COLLAPSE_PRECISION, collapse_coverage=V.COLLAPSE_COVERAGE,
                        equilibrium_tol=V.EQUILIBRIUM_TOL, clearly_faster=CLEARLY_FASTER,
                        compute_study=V.compute_study)
     env.filters.update(fmt=F.fmt, pm=F.pm, tex=tex_escape, duration=F.duration)

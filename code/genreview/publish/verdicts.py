@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from scipy import stats as sps
+
 from .formatting import NEAR_ONE, column_decimals, fmt
 from ..summary import inference as I
 from ..summary.stats import stat
@@ -226,13 +229,43 @@ def guidance_study(summary: dict, model: str) -> dict | None:
 
 # --------------------------------------------------------------------------- the GAN study
 
-UNSTABLE_CV = 2.0   # a model is "less stable" than the VAE when its seed-to-seed spread of FD is this many times
-#                     the VAE's (as a coefficient of variation), or when more of its runs fail
 EQUILIBRIUM_TOL = 0.1  # D's mean output within this of one half, on real and on fake images, counts as equilibrium
+# Mode collapse as precision and coverage read it (Naeem et al. 2020): samples that look real but cover little of
+# the data. A run has collapsed when its precision is at least COLLAPSE_PRECISION times the real data's (the
+# reference floor) and its coverage below COLLAPSE_COVERAGE times the real data's. An untrained model, whose
+# samples look like nothing, has a low precision too and never counts.
+COLLAPSE_PRECISION, COLLAPSE_COVERAGE = 0.5, 0.5
+# A short run has started to learn when its FD is below STARTED times the noise ceiling's. The stability rule
+# judges only such runs: a run that never left the ceiling says the budget was too small, not that training is
+# unstable.
+STARTED = 0.5
+STUDY_ALPHA = 0.05  # the level of the study's tests (Fisher's exact test, Brown-Forsythe)
 
 
-def _failed(run: dict) -> bool:
-    return run.get("status") != "ok" or bool(run.get("collapsed"))
+def collapsed(row: dict, floor: dict | None) -> bool | None:
+    """Whether scores `row` ({"precision", "coverage"}) show mode collapse against the real data's `floor`;
+    None without the scores."""
+    p, c = row.get("precision"), row.get("coverage")
+    if p is None or c is None or not floor or floor.get("precision") is None or floor.get("coverage") is None:
+        return None
+    return p >= COLLAPSE_PRECISION * floor["precision"] and c < COLLAPSE_COVERAGE * floor["coverage"]
+
+
+def _reference(summary: dict, side: str) -> dict | None:
+    return (summary.get("reference") or {}).get(side)
+
+
+def started(run: dict, ceiling: dict | None) -> bool:
+    """Whether a trained short run left the noise ceiling (FD below STARTED times the ceiling's); without a
+    ceiling every scored run counts as started."""
+    fd = run.get("fd")
+    if fd is None:
+        return False
+    return not ceiling or ceiling.get("fd") is None or fd < STARTED * ceiling["fd"]
+
+
+def _failed(run: dict, floor: dict | None) -> bool:
+    return run.get("status") != "ok" or bool(collapsed(run, floor))
 
 
 def dynamics_study(summary: dict, model: str) -> dict | None:
@@ -240,24 +273,30 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
 
     seeds: FD over the seed runs that trained (a stat) and its coefficient of variation; draws: the
     FD of the random-hyperparameter runs, sorted, and their relative range (max - min) / median;
-    failed: runs (seeds and draws) that diverged or collapsed, out of all; detach: the ablation pair."""
+    seed failures (the stability rule): seed runs that diverged, or that started (`started`) and collapsed
+    (`collapsed`), out of the seed runs that diverged or started; never_started: seed runs still at the noise
+    ceiling; draw failures (the sensitivity rule): draws that diverged or collapsed; detach: the ablation pair."""
     d = summary.get("dynamics", {}).get(model)
     if not d:
         return None
+    floor, ceiling = _reference(summary, "floor"), _reference(summary, "ceiling")
     runs = d["runs"]
     seeds = [r for r in runs if r["kind"] == "seed"]
     draws = [r for r in runs if r["kind"] == "draw"]
-    fd = stat(r.get("fd") for r in seeds if r.get("status") == "ok")
+    ok = [r for r in seeds if r.get("status") == "ok"]
+    fd = stat(r.get("fd") for r in ok)
     draw_fd = sorted(r["fd"] for r in draws if r.get("status") == "ok" and r.get("fd") is not None)
-    main = seeds + draws
+    judged = [r for r in seeds if r.get("status") != "ok" or started(r, ceiling)]
     out = {"model": model, "steps": d["steps"], "n": d["n"], "seeds": seeds, "draws": draws, "fd": fd,
            "cv": (fd["std"] / fd["mean"]) if fd["n"] > 1 and fd["mean"] else None,
+           "log_fd": [math.log(r["fd"]) for r in ok if started(r, ceiling) and r["fd"] > 0],
            "draw_fd": draw_fd, "draw_median": draw_fd[len(draw_fd) // 2] if draw_fd else None,
            "draw_range": ((draw_fd[-1] - draw_fd[0]) / draw_fd[len(draw_fd) // 2]) if len(draw_fd) > 1 else None,
-           "n_runs": len(main), "n_diverged": sum(r.get("status") != "ok" for r in main),
-           "n_collapsed": sum(bool(r.get("collapsed")) for r in main if r.get("status") == "ok"),
-           "n_failed": sum(_failed(r) for r in main),
-           "n_draws_failed": sum(_failed(r) for r in draws)}
+           "n_runs": len(judged), "n_seed_runs": len(seeds), "never_started": len(seeds) - len(judged),
+           "n_diverged": sum(r.get("status") != "ok" for r in seeds),
+           "n_collapsed": sum(bool(collapsed(r, floor)) for r in judged if r.get("status") == "ok"),
+           "n_failed": sum(_failed(r, floor) for r in judged),
+           "n_draws_failed": sum(_failed(r, floor) for r in draws)}
     out["fail_rate"] = out["n_failed"] / out["n_runs"] if out["n_runs"] else None
     detached = next((r for r in runs if r["kind"] == "detach"), None)
     if detached:
@@ -269,15 +308,27 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
 
 
 def stability_verdict(summary: dict, model: str, baseline: str = "vae") -> dict | None:
-    """Is `model` less stable than `baseline` in the short runs? Yes when more of its runs fail, or when
-    its seed-to-seed coefficient of variation of FD exceeds UNSTABLE_CV times the baseline's."""
+    """Is `model` less stable than `baseline` over seeds in the short runs (the hyperparameter draws are the
+    sensitivity rule's)? Two tests at STUDY_ALPHA, on the seed runs that diverged or started to learn:
+    more failures (Fisher's exact test, one-sided, on the failure counts), or a wider spread of log FD over
+    seeds (Brown-Forsythe: Levene's test about the median, where both have 2 started runs or more, and `model`'s
+    spread the larger). budget_limited: a side with fewer than 2 such runs (its runs never left the ceiling)."""
     a, b = dynamics_study(summary, model), dynamics_study(summary, baseline)
     if not a or not b:
         return None
-    more_failures = a["n_failed"] / a["n_runs"] > b["n_failed"] / b["n_runs"]
-    wider = a["cv"] is not None and b["cv"] is not None and a["cv"] > UNSTABLE_CV * max(b["cv"], 1e-9)
-    return {"a": a, "b": b, "less_stable": more_failures or wider, "more_failures": more_failures,
-            "wider": wider, "cv_ratio": (a["cv"] / b["cv"]) if a["cv"] is not None and b["cv"] else None}
+    out = {"a": a, "b": b, "more_failures": False, "wider": False, "p_failures": None, "p_spread": None,
+           "cv_ratio": (a["cv"] / b["cv"]) if a["cv"] is not None and b["cv"] else None,
+           "budget_limited": a["n_runs"] < 2 or b["n_runs"] < 2}
+    if not out["budget_limited"]:
+        table = [[a["n_failed"], a["n_runs"] - a["n_failed"]], [b["n_failed"], b["n_runs"] - b["n_failed"]]]
+        out["p_failures"] = float(sps.fisher_exact(table, alternative="greater").pvalue)
+        out["more_failures"] = out["p_failures"] < STUDY_ALPHA
+        la, lb = a["log_fd"], b["log_fd"]
+        if len(la) >= 2 and len(lb) >= 2 and (np.ptp(la) > 0 or np.ptp(lb) > 0):
+            out["p_spread"] = float(sps.levene(la, lb, center="median").pvalue)
+            out["wider"] = out["p_spread"] < STUDY_ALPHA and np.std(la) > np.std(lb)
+    out["less_stable"] = out["more_failures"] or out["wider"]
+    return out
 
 
 def sensitivity_verdict(summary: dict, model: str, baseline: str = "vae") -> dict | None:

@@ -102,7 +102,9 @@ CURVE_METRICS = ["images", "wall", "fd", "kid", "precision", "recall", "sample_m
 def curve_summary(files: list[str]) -> dict:
     """model -> its curves.py curves over seeds: "rows", one per snapshot step with each of CURVE_METRICS
     as a stat over the seeds that reached that step; "time_to_threshold" of the mean curve (None when it
-    never reaches the threshold) and "seeds_reached", the seeds whose own curve reaches it."""
+    never reaches the threshold) and "seeds_reached", the seeds whose own curve reaches it; "to_threshold",
+    each seed's own crossing as stats over the seeds that reach it ({"wall", "images"}, training seconds and
+    images seen) with "n_never", the seeds that never do (a comparison of training speed needs none)."""
     out = {}
     for model, runs in by_model(files).items():
         runs = sorted(runs, key=lambda r: r["seed"])
@@ -118,6 +120,10 @@ def curve_summary(files: list[str]) -> dict:
                       "n_ok": sum(r["status"] == "ok" for r in runs), "seeds": [r["seed"] for r in runs],
                       "rows": rows, "time_to_threshold": time_to_threshold(means, threshold),
                       "seeds_reached": sum(time_to_threshold(r["rows"], threshold) is not None for r in runs)}
+        own = [time_to_threshold(r["rows"], threshold) for r in runs]
+        reached = [t for t in own if t is not None]
+        out[model]["to_threshold"] = {"wall": stat(t["wall"] for t in reached),
+                                      "images": stat(t["images"] for t in reached), "n_never": len(own) - len(reached)}
     return out
 
 

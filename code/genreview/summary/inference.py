@@ -55,6 +55,9 @@ class InferenceConfig:
     level: float = hp(0.95, exclusive_minimum=0, exclusive_maximum=1, doc="confidence level of the intervals")
     n_boot: int = hp(2000, minimum=100, maximum=10**6, doc="bootstrap replicates of each seed mean")
     seed: int = hp(0, minimum=0, maximum=2**32 - 1, doc="seed of the bootstrap's resampling")
+    plateau_gain: float = hp(0.05, minimum=0, maximum=1,
+                             doc="a model whose FD fell by this fraction or more over its last doubling of "
+                                 "training compute has not plateaued: a quality verdict on it is budget-limited")
 
     @classmethod
     def from_mapping(cls, d: dict, where: str) -> "InferenceConfig":
@@ -99,7 +102,7 @@ def _d(label, lower=False, unit=1.0):
 # rankings read it. KID's unbiased estimate and FD extrapolated to infinite N can fall to or below zero, so
 # a ratio metric whose values are not all positive is compared by its difference (`scale_of`).
 METRICS = {
-    "fd": _r("FD"), "fd_inf": _d("FD extrapolated to infinite N", True, None), "kid": _r("KID"),
+    "fd": _r("FD"), "fd_inf": _d("FD$_\\infty$", True, None), "kid": _r("KID"),
     "is": _r("IS", False), "fid_inception": _r("Inception FID"),
     "precision": _d("precision"), "recall": _d("recall"), "coverage": _d("coverage"),
     "density": _r("density", False),
@@ -111,6 +114,7 @@ METRICS = {
     "cond_accuracy": _d("conditional accuracy"), "psnr": _d("PSNR", False, None), "ssim": _d("SSIM"),
     "probe:recon_mse": _r("reconstruction MSE"), "probe:probe_acc": _d("linear-probe accuracy"),
     "probe:ppl": _r("path length"), "translation:fd": _r("FD"),
+    "curve:wall": _r("training time to the FD threshold"), "curve:images": _r("images seen to the FD threshold"),
 }
 
 

@@ -45,3 +45,30 @@ def time_to_threshold(rows: list[dict], threshold: float, key: str = "fd") -> di
         prev = r
     return None
 
+
+
+def plateau(rows: list[dict], gain: float, key: str = "fd") -> dict | None:
+    """Whether a training curve has levelled off: the relative fall of `key` (lower is better) over the
+    last doubling of training compute, from the snapshot nearest to half the last snapshot's images seen
+    (at or below it) to the last. plateaued: the fall is below `gain`.
+
+    rows: the curve in step order, each {"images", key} with stats {"mean", ...} or plain numbers (a
+    row without a finite `key` is skipped). None when the curve has no snapshot at or below half of the
+    last one's images (too few snapshots to see a doubling)."""
+    def value(r, k):
+        v = r.get(k)
+        v = v.get("mean") if isinstance(v, dict) else v
+        return float(v) if v is not None and math.isfinite(float(v)) else None
+
+    pts = [(value(r, "images"), value(r, key)) for r in rows]
+    pts = [(i, v) for i, v in pts if i is not None and v is not None]
+    if len(pts) < 2:
+        return None
+    last_images, last = pts[-1]
+    earlier = [(i, v) for i, v in pts[:-1] if i <= last_images / 2]
+    if not earlier:
+        return None
+    from_images, before = earlier[-1]
+    fall = (before - last) / abs(before) if before else 0.0
+    return {"fall": fall, "plateaued": fall < gain, "from_images": from_images, "to_images": last_images,
+            "from": before, "to": last, "key": key}

@@ -17,10 +17,10 @@ CLAIM_TABLES = ("claims.tex", "comparison.tex")  # the files `write_claims` writ
 
 
 def claims_table(result: dict, caption: str) -> str:
-    """The ledger as a LaTeX longtable (booktabs; it may run over pages): claim, source, verdict,
-    evidence, grouped by topic."""
-    lines = ["{\\small", "\\begin{longtable}{@{}p{0.25\\linewidth}p{0.09\\linewidth}p{0.14\\linewidth}"
-             "p{0.43\\linewidth}@{}}",
+    """The ledger as a LaTeX longtable (booktabs; it may run over pages): claim, sources (each with the
+    lines of its text that make the claim), verdict, evidence, grouped by topic."""
+    lines = ["{\\small", "\\begin{longtable}{@{}p{0.24\\linewidth}p{0.12\\linewidth}p{0.13\\linewidth}"
+             "p{0.42\\linewidth}@{}}",
              f"\\caption{{{caption}}}\\label{{tab:claims}}\\\\",
              "\\toprule", "Claim & Source & Verdict & Evidence (this build) \\\\", "\\midrule", "\\endfirsthead",
              "\\toprule", "Claim & Source & Verdict & Evidence (this build) \\\\", "\\midrule", "\\endhead",
@@ -31,11 +31,24 @@ def claims_table(result: dict, caption: str) -> str:
             if topic is not None:
                 lines.append("\\addlinespace")
             topic = r["topic"]
-        cite = "\\citep{" + ",".join(result["sources"][s]["key"] for s in r["sources"]) + "}"
+        cite = sources_cell(r, result["sources"])
         word = verdict_text(r)
         lines.append(f"{r['claim']} & {cite} & {word} & {r['evidence']} \\\\")
     lines += ["\\end{longtable}", "}"]
     return "\n".join(lines) + "\n"
+
+
+def sources_cell(row: dict, sources: dict) -> str:
+    """A ledger row's sources as the table prints them: each ledger key, then its citation with the lines
+    of the source's text where it makes the claim, 'S0~\\citep[l.~41--43, 50]{seed_comparative}', set ragged
+    right in its narrow column; a row without passages (an older claims.json) cites the keys alone."""
+    passages = row.get("passages") or {}
+    out = []
+    for s in row["sources"]:
+        where = passages.get(s)
+        note = "[l.~" + str(where).replace("-", "--") + "]" if where else ""
+        out.append(f"{s}~\\citep{note}{{{sources[s]['key']}}}")
+    return "{\\raggedright " + "; ".join(out) + "\\par}"
 
 
 def verdict_text(row: dict) -> str:
@@ -43,11 +56,19 @@ def verdict_text(row: dict) -> str:
     'inconclusive (one seed)', never a bare verdict that one seed cannot carry."""
     word = {"supported": "supported", "contradicted": "\\textbf{contradicted}", "equivalent": "equivalent",
             "inconclusive": "\\textit{inconclusive}", "not measured": "not measured"}[row["verdict"]]
-    return word + (f" ({row['reason']})" if row.get("reason") and row["verdict"] == "inconclusive" else "")
+    out = word + (f" ({row['reason']})" if row.get("reason") and row["verdict"] == "inconclusive" else "")
+    m = row.get("matched")
+    if m and m["kind_at"] != row["verdict"]:  # the verdict at matched training compute, where it differs
+        out += f"; {m['kind_at']} at matched compute, {sci(m['at'])} FLOPs"
+    if m and m["flip_at"]:
+        out += f"; {m['kind_at']} from {sci(m['flip_at'])} FLOPs on"
+    return out
 
 
 CAPTION = ("The claims ledger (\\texttt{paper/claims.yaml}): each qualitative claim of the source material, the "
            "measurement that tests it in this build, and the verdict its rule gives (Section~\\ref{sec:claims}). "
+           "Each source is named by its ledger key (S0--S4) and cited with the lines of its text that make the "
+           "claim. "
            "Seed counts are given with every number; a comparison gives the effect (a ratio, or a difference for "
            "bounded metrics) with its 95\\% bootstrap interval over seeds and its $p$-value adjusted for the "
            "ledger's many tests (Benjamini--Hochberg).")
@@ -74,7 +95,7 @@ def comparison_cells(summary: dict, ledger: dict) -> dict:
         cells = {"model": m["display"]}
         if dyn:
             cv = fmt(dyn["cv"], 2) if dyn["cv"] is not None else "n/a"
-            cells["stability"] = f"{dyn['n_failed']}/{dyn['n_runs']} short runs failed; seed CV of FD {cv}"
+            cells["stability"] = f"{dyn['n_failed']}/{dyn['n_runs']} short seed runs failed; seed CV of FD {cv}"
             cells["ease"] = (f"{dyn['n_draws_failed']}/{len(dyn['draws'])} random hyperparameter draws failed"
                              if dyn["draws"] else "n/a")
         else:
@@ -88,7 +109,9 @@ def comparison_cells(summary: dict, ledger: dict) -> dict:
         cells["resources"] = (f"{flops}{fmt(q('params')['mean'] / 1e6, 2)}M parameters; "
                               f"{fmt(q('nfe')['mean']) if q('nfe') else 'n/a'} NFE, "
                               f"{fmt(sp['mean'], 2) if sp else 'n/a'}\\,ms/image") if q("params") else "n/a"
-        cells["quality"] = f"FD {pm(q('fd'))}" + (f"; blur {pm(q('blur'))}" if q("blur") else "")
+        # FD extrapolated to infinite N first: the families' FDs carry finite-N biases that differ between models
+        cells["quality"] = ((f"FD$_\\infty$ {pm(q('fd_inf'))}; " if q("fd_inf") else "") + f"FD {pm(q('fd'))}"
+                            + (f"; blur {pm(q('blur'))}" if q("blur") else ""))
         cov = m.get("class_coverage")
         cells["diversity"] = f"recall {pm(q('recall'))}" + (
             f"; {cov['classes_covered']}/{cov['n_classes']} classes" if cov else "")

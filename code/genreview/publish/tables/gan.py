@@ -68,7 +68,8 @@ def gan_study_table(summary: dict) -> pd.DataFrame:
             "Model": tex_escape(display_name(summary, m)),
             "FD, seeds $\\downarrow$": pm(st["fd"]) if st and st["fd"]["n"] else "--",
             "$n$": str(st["fd"]["n"]) if st else "--",
-            "Failed (div., coll.)": f"{st['n_failed']}/{st['n_runs']} ({st['n_diverged']}, {st['n_collapsed']})"
+            "Failed (div., coll.)": (f"{st['n_failed']}/{st['n_runs']} ({st['n_diverged']}, {st['n_collapsed']})"
+                                     + (f", {st['never_started']} not started" if st["never_started"] else ""))
                                     if st else "--",
             "FD, draws": _draws_fd(st) if st else "--",
             "Classes": f"{cov['classes_covered']}/{cov['n_classes']}" if cov else "--",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ...models import DISPLAY
-from ..formatting import column_decimals, duration, fmt, pm
+from ..formatting import column_decimals, duration, fmt, pm, sci
 from ..plan import Plan
 from .booktabs import label_then_numbers
 
@@ -89,7 +89,8 @@ def results_table(summary: dict) -> pd.DataFrame:
 
 
 def cost_table(summary: dict) -> pd.DataFrame:
-    """Parameters, training time and steps, images seen, sampling time per image and NFE; each numeric column
+    """Parameters, training time and steps, images seen, training FLOPs (`torch.utils.flop_counter`; none for
+    the models fitted by EM), sampling time per image and NFE; each numeric column
     with one count of decimals (training time carries its own unit per row)."""
     ms = [summary["models"][name]["metrics"] for name in summary["order"]]
 
@@ -112,6 +113,7 @@ def cost_table(summary: dict) -> pd.DataFrame:
             "Train time": duration(m["train_seconds"]["mean"]),
             "ms/step": fmt(m["ms_per_step"]["mean"], decimals=d_step),
             "Images seen": fmt(m["images_seen"]["mean"] / 1e3, decimals=d_images) + "\\,k",
+            "Train FLOPs": sci(m["train_flops"]["mean"]) if (m.get("train_flops") or {}).get("mean") else "--",
             **({"Images/s": fmt(m["images_per_s"]["mean"], decimals=d_rate),
                 "Peak mem.": fmt(m["peak_memory_mb"]["mean"] * mem_scale, decimals=d_mem) + unit}
                if d_rate is not None else {}),
