@@ -25,6 +25,7 @@ rule figures:
         guidance=expand(P.guidance_dir("{model}", SEEDS[0]) + "/guidance_grids.pt", model=GUIDANCE_MODELS),
         dynamics=expand(P.dynamics_dir("{model}") + "/dynamics_grids.pt", model=DYNAMICS_MODELS),
         probes=expand(P.probe_dir("{model}", SEEDS[0]) + "/probes.pt", model=PROBE_MODELS),
+        claims=P.claims,  # the verdicts along training compute (claims_vs_compute.pdf)
     output:
         report(FIGURES, category="Figures", caption="report/figures.rst"),  # shown by snakemake --report
     params:
@@ -41,7 +42,7 @@ rule figures:
     shell:
         "{PY} -m genreview figures --summary {input.summary} --runs {params.runs:q} --evals {params.evals:q} "
         "--sweeps {params.sweeps:q} --guidance {params.guidance:q} "
-        "--dynamics {params.dynamics:q} --probes {params.probes:q} "
+        "--dynamics {params.dynamics:q} --probes {params.probes:q} --claims {input.claims} "
         "--data-root {P.data_root} --out {P.figures} > {log} 2>&1"
 
 

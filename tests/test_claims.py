@@ -431,3 +431,27 @@ def test_quality_claims_are_also_judged_at_matched_training_compute(tmp_path):
     assert "from $4 \\times 10^{11}$ FLOPs on" in CT.verdict_text(r), CT.verdict_text(r)
     del s["models"]["vae"]["metrics"]["flops_per_step"]
     assert CL.along_compute(s, {"claimed": "lower"}, ("dcgan", "vae"), CL.I.InferenceConfig()) is None
+
+
+def test_the_verdict_strip_figure_draws_each_claim_judged_along_compute(tmp_path):
+    from genreview.publish.figures import figure_names
+    from genreview.publish.figures.ledger import claims_compute_figure, strips
+    from genreview.publish.plan import Plan
+
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    _levelled_off(s)
+    s["models"]["dcgan"]["metrics"]["flops_per_step"] = st(1e9)
+    s["models"]["vae"]["metrics"]["flops_per_step"] = st(2e9)
+    s["curves"]["vae"] = _kid_curve([0.30, 0.20, 0.10, 0.10])
+    s["curves"]["dcgan"] = _kid_curve([0.50, 0.40, 0.05, 0.05])
+    result = CL.evaluate(s, CL.load_ledger(LEDGER))
+    rows = strips(result)
+    ids = [r["id"] for r in rows]
+    assert "gan_better_than_vae" in ids and "vae_better_than_gan" in ids, ids
+    row = rows[ids.index("gan_better_than_vae")]
+    assert row["flip_at"] == 4e11 and [p["kind"] for p in row["points"]][-1] == "supported"
+    claims_compute_figure(result, tmp_path / "claims_vs_compute.pdf")
+    claims_compute_figure(None, tmp_path / "empty.pdf")
+    assert (tmp_path / "claims_vs_compute.pdf").stat().st_size > 1000 and (tmp_path / "empty.pdf").exists()
+    assert "claims_vs_compute.pdf" in figure_names(Plan.from_summary(s))
+    assert "claims_vs_compute.pdf" not in figure_names(Plan.from_summary({**s, "curves": {}}))

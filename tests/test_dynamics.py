@@ -180,3 +180,12 @@ def test_diverged_run_is_recorded_not_scored(fmnist_root, tiny_classifier_dir, t
     assert run["g_grad_in_d_step"] is None and run["d_real"] is None and run["d_output"] is None, \
         "the VAE has no discriminator"
     assert torch.load(tmp_path / "dynamics_grids.pt") == {}
+
+
+def test_short_runs_are_counted_in_generator_updates():
+    """WGAN updates its generator on every n_critic-th step: its short runs take n_critic times the steps,
+    so that every family gets the same number of generator updates."""
+    from genreview.studies.dynamics import short_run_steps
+    assert short_run_steps("dcgan", {}, 300) == 300 and short_run_steps("vae", {}, 300) == 300
+    assert short_run_steps("wgan", {}, 300) == 1500 and short_run_steps("wgan_gp", {}, 300) == 1500
+    assert short_run_steps("wgan", {"n_critic": 2}, 300) == 600

@@ -140,6 +140,13 @@ class GenerativeModel(nn.Module):
     probe_features: str | None = None
     two_stage: bool = False
 
+    @classmethod
+    def steps_per_generator_update(cls, cfg) -> int:
+        """Training steps (train_step calls) per update of the generating network: 1, but n_critic for a
+        critic GAN (`models/wgan.py`), whose critic steps come on top of its generator's; budgets of GANs
+        are counted in generator updates."""
+        return 1
+
     def __init__(self, cfg, shape: tuple[int, int, int]):
         super().__init__()
         self.cfg = cfg

@@ -38,6 +38,10 @@ class CriticGAN(DCGAN):
         register_mirrored(self, "step", 0)                               # train_step calls so far
         self.register_buffer("last_g_loss", torch.zeros(()))             # reported between G's steps
 
+    @classmethod
+    def steps_per_generator_update(cls, cfg) -> int:
+        return int(cfg.n_critic)
+
     def train_step(self, x, y, optimizers, amp=nullcontext):
         step = mirrored(self, "step") + 1
         set_mirrored(self, "step", step)

@@ -1,12 +1,14 @@
-"""The GAN training-dynamics study: many short runs of one family at an equal budget of steps.
+"""The GAN training-dynamics study: many short runs of one family at an equal budget of generator updates.
 
 After Lucic et al. (2018, "Are GANs created equal?"), a family is judged not by its best run but
-by the spread of its runs. One job trains one model several times for `steps` steps each and
-scores every run under the protocol (`metrics.Reference`) at one N:
+by the spread of its runs. One job trains one model several times for `steps` generator updates each
+(a critic GAN's n_critic critic steps per update come on top: `short_run_steps`) and scores every run
+under the protocol (`metrics.Reference`) at one N:
 
 - "seed" runs: the configured hyperparameters at each seed. Stability: the mean and spread of FD,
-  and the share of runs that diverged (a non-finite or exploding loss) or collapsed (their
-  samples cover too few of the classes, as the domain classifier names them).
+  and the share of runs that diverged (a non-finite or exploding loss) or collapsed (samples that look
+  real but cover little of the data, `publish.verdicts.collapsed`, read from the run's precision and
+  coverage; the class coverage is kept beside them).
 - "draw" runs: random hyperparameters, the same draws for every family. Sensitivity: the learning
   rate, log-uniform, given to every learning rate the config has; Adam's betas where the
   optimiser uses them (not WGAN's RMSprop, Arjovsky et al. 2017); the batch size.
@@ -56,7 +58,8 @@ class DynamicsConfig:
                           items={"minimum": 0, "maximum": 2**32 - 1},
                           schema={"maxItems": 10**3})  # "seed" runs; draws and the ablation use the first
     draws: int = hp(3, minimum=0, maximum=10**3, doc="random hyperparameter draws per model (Lucic et al. 2018)")
-    steps: int = hp(300, minimum=1, maximum=10**8, doc="training steps of every short run")  # the equal budget
+    steps: int = hp(300, minimum=1, maximum=10**8,
+                    doc="generator updates of every short run (a critic GAN's critic steps come on top)")
     n_samples: int = hp(500, minimum=20, maximum=10**6)  # N scored per run
     lr_min: float = hp(1e-5, exclusive_minimum=0)  # the learning rate is drawn log-uniformly in [lr_min, lr_max]
     lr_max: float = hp(1e-2, exclusive_minimum=0)
@@ -137,17 +140,27 @@ def plan(spec: dict) -> list[dict]:
     return runs
 
 
+def short_run_steps(name: str, hparams: dict, steps: int) -> int:
+    """Training steps of a short run of `steps` generator updates: a critic GAN takes its n_critic critic steps
+    per generator update on top (`GenerativeModel.steps_per_generator_update`), so that WGAN's short runs are
+    not a fifth of DCGAN's."""
+    cls, cfg_cls = REGISTRY[name]
+    return steps * cls.steps_per_generator_update(cfg_cls(**hparams))
+
+
 def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int, chosen: dict | None = None) -> dict:
-    """The run's train spec: the model's, with the run's hparams, seed and batch, and `steps` steps. Where the
+    """The run's train spec: the model's, with the run's hparams, seed and batch, and `steps` generator updates
+    (`short_run_steps`). Where the
     model's precision or memory format is "auto", the one its main run chose (`chosen`: that run's
     train_summary.json), so that the short runs train as the main runs do; fp32/contiguous without one."""
     ts = copy.deepcopy(spec["train_spec"])
     ts["seed"] = run["seed"]
     ts["hparams"].update(run["changed"])
     train = ts["train"]
+    steps = short_run_steps(ts["model"], ts["hparams"], dyn.steps)
     train.update(
-        batch_size=run["batch_size"], max_steps=dyn.steps,
-        epochs=math.ceil(dyn.steps / (n_train // run["batch_size"])),
+        batch_size=run["batch_size"], max_steps=steps,
+        epochs=math.ceil(steps / (n_train // run["batch_size"])),
         sample_epochs=[], sample_grid=dyn.grid, checkpoint_every=100,
         # a fixed setting, so that a short run does not spend its budget on the timing calibration
         precision=(chosen or {}).get("precision", "fp32") if train["precision"] == "auto" else train["precision"],

@@ -61,10 +61,8 @@ class Phase:
 
 def cycle_steps(model: GenerativeModel) -> int:
     """Consecutive train_step calls that hold every kind of step of `model` in its proportion (see above)."""
-    cfg, n = model.cfg, 1
-    n_critic = getattr(cfg, "n_critic", None)            # models/wgan.py: G steps on every n_critic-th call
-    if n_critic:
-        n = math.lcm(n, int(n_critic))
+    cfg = model.cfg
+    n = type(model).steps_per_generator_update(cfg)      # models/wgan.py: G steps on every n_critic-th call
     r1_every = getattr(cfg, "r1_every", None)            # models/stylegan.py: lazy R1 on every r1_every-th call
     if r1_every and getattr(cfg, "r1_gamma", 0) > 0:
         n = math.lcm(n, int(r1_every))

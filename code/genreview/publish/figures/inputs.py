@@ -18,7 +18,8 @@ class Inputs:
     """summary: summary.json; samples: model -> its samples.pt (first seed); logs: model -> the rows of its
     train_log.jsonl; progress: model -> its progress.pt; real: uint8 (N, C, H, W) test images;
     sweep_grids / guidance_grids / dynamics_grids / probe_grids: model -> its sweep_grids.pt /
-    guidance_grids.pt / dynamics_grids.pt / probes.pt. A missing entry is left out of the figures."""
+    guidance_grids.pt / dynamics_grids.pt / probes.pt; claims: claims.json (the ledger's verdicts, with each
+    quality claim judged along training compute), or None. A missing entry is left out of the figures."""
     summary: dict
     samples: dict = field(default_factory=dict)
     logs: dict = field(default_factory=dict)
@@ -28,6 +29,7 @@ class Inputs:
     guidance_grids: dict = field(default_factory=dict)
     dynamics_grids: dict = field(default_factory=dict)
     probe_grids: dict = field(default_factory=dict)
+    claims: dict | None = None
 
 
 def _pt(folder, name: str):
