@@ -533,3 +533,22 @@ def test_no_template_types_a_measured_number_by_hand():
 ])
 def test_the_lint_finds_measured_looking_numbers(line, numbers):
     assert [num for _, num in hand_typed_numbers(line)] == numbers
+
+
+def test_scatter_labels_are_moved_apart():
+    """Labels of models whose points nearly coincide end up not overlapping (adjustText), and the figures draw."""
+    import matplotlib.pyplot as plt
+    from genreview.publish.figures.quality import _place_labels
+
+    fig, ax = plt.subplots(figsize=(3.3, 2.4))
+    pts = [(1.0, 10.0), (1.02, 10.3), (1.04, 10.1), (1.01, 9.8)]
+    ax.scatter(*zip(*pts))
+    ax.set_xlim(0.5, 1.5)
+    ax.set_ylim(5, 15)
+    texts = [ax.text(x, y, f"Model number {i}", fontsize=7) for i, (x, y) in enumerate(pts)]
+    _place_labels(ax, texts, pts)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in texts]
+    overlaps = [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+    plt.close(fig)
+    assert not overlaps, overlaps

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib
 import matplotlib.pyplot as plt
+from adjustText import adjust_text
 
 from ..formatting import fmt
 from ..plan import Plan
@@ -20,23 +21,21 @@ def figures(plan: Plan) -> dict[str, Draw]:
     return out
 
 
-def _means(summary, key: str) -> dict:
-    """model -> mean of metric `key`, for the models that report it."""
-    return {n: s["metrics"][key]["mean"] for n, s in summary["models"].items()
-            if (s["metrics"].get(key) or {}).get("mean") is not None}
-
-
-def _offsets(xs: dict) -> dict:
-    """Label offsets (points) for scatter labels: alternately above and below, in the order of x."""
-    order = sorted(xs, key=xs.get)
-    return {k: ((4, 3) if i % 2 == 0 else (4, -9)) for i, k in enumerate(order)}
+def _place_labels(ax, texts: list, points: list) -> None:
+    """Move scatter labels apart and off the points (adjustText), each joined to its point by a thin leader
+    line when moved: labels of nearby models never print over each other."""
+    if not texts:
+        return
+    xs, ys = zip(*points)
+    adjust_text(texts, x=list(xs), y=list(ys), ax=ax, expand=(1.2, 1.4), min_arrow_len=4,
+                arrowprops=dict(arrowstyle="-", color="0.45", lw=0.5))
 
 
 def likelihood_figure(summary, path):
     """Bits/dim against FD for every model with a density or a bound; GANs, which have neither,
     as horizontal lines at their FD. Theis et al. (2016): the two need not agree."""
     fig, ax = plt.subplots(figsize=(3.3, 2.4))
-    offs = _offsets(_means(summary, "bpd"))
+    texts, points = [], []
     for name in summary["order"]:
         m = summary["models"][name]
         fd, bpd = m["metrics"].get("fd"), m["metrics"].get("bpd")
@@ -47,8 +46,8 @@ def likelihood_figure(summary, path):
             marker = "o" if m["likelihood"] == "exact" else "v"
             ax.errorbar(bpd["mean"], fd["mean"], xerr=bpd["std"] or None, yerr=fd["std"] or None, fmt=marker,
                         color=color, capsize=2, ms=4)
-            ax.annotate(m["display"], (bpd["mean"], fd["mean"]), textcoords="offset points", xytext=offs[name],
-                        fontsize=7)
+            texts.append(ax.text(bpd["mean"], fd["mean"], m["display"], fontsize=7))
+            points.append((bpd["mean"], fd["mean"]))
         else:
             ax.axhline(fd["mean"], color=color, ls=":", lw=0.9)
             ax.annotate(f"{m['display']} (no likelihood)", (0.02, fd["mean"]), xycoords=("axes fraction", "data"),
@@ -63,13 +62,14 @@ def likelihood_figure(summary, path):
     ax.legend(frameon=False, loc="lower right")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
+    _place_labels(ax, texts, points)
     save_figure(fig, path)
 
 
 def quality_cost_figure(summary, path):
     """FD against sampling time per image (log scale), with the real-data floor."""
     fig, ax = plt.subplots(figsize=(3.3, 2.3))
-    offs = _offsets(_means(summary, "sample_ms_per_image"))
+    texts, points = [], []
     for name in summary["order"]:
         m = summary["models"][name]
         fd, ms = m["metrics"].get("fd"), m["metrics"].get("sample_ms_per_image")
@@ -78,9 +78,8 @@ def quality_cost_figure(summary, path):
         ax.errorbar(ms["mean"], fd["mean"], yerr=fd["std"] or None, fmt="o", color=COLORS.get(m["family"]),
                     capsize=2, ms=4)
         nfe = m["metrics"].get("nfe", {}).get("mean")
-        dx, dy = offs.get(name, (5, -3))
-        ax.annotate(f"{m['display']}, {fmt(nfe)} NFE", (ms["mean"], fd["mean"]), textcoords="offset points",
-                    xytext=(dx, dy + (4 if dy > 0 else 0)), fontsize=6, va="bottom" if dy > 0 else "top")
+        texts.append(ax.text(ms["mean"], fd["mean"], f"{m['display']}, {fmt(nfe)} NFE", fontsize=6))
+        points.append((ms["mean"], fd["mean"]))
     ax.axhline(summary["reference"]["floor"]["fd"], color="gray", ls="--", lw=0.8, label="real data (floor)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -92,4 +91,5 @@ def quality_cost_figure(summary, path):
     ax.legend(frameon=False, loc="lower left")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
+    _place_labels(ax, texts, points)
     save_figure(fig, path)
