@@ -18,6 +18,7 @@ CHECKED = sorted({
     *_outputs(rules.sweep, SWEEP_MODELS, lambda m: SEEDS), *_outputs(rules.guidance, GUIDANCE_MODELS, lambda m: SEEDS),
     *_outputs(rules.probe, PROBE_MODELS, lambda m: SEEDS), *_outputs(rules.dynamics, DYNAMICS_MODELS, lambda m: [0]),
     *_outputs(rules.curve, CURVE_MODELS, _main_seeds),
+    *rules.train_judges.output, *_outputs(rules.judge, JUDGE_MODELS, _main_seeds),
     P.summary, P.claims, P.provenance, P.reference_features,
 })
 

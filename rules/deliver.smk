@@ -35,9 +35,10 @@ def upstream_benchmarks(targets):
 @functools.cache
 def compute_benchmarks():
     """The compute jobs whose wall time and memory the provenance record reports: every job the summary
-    depends on (whatever rules a later change adds), and the log of each, as JSON. The presentation rules
-    (figures, tables, render, latex, provenance, arxiv...) run after the record is written and are left out."""
-    files, logs = upstream_benchmarks([P.summary])
+    depends on (whatever rules a later change adds) and the judges' jobs (rules/judges.smk), and the log of
+    each, as JSON. The presentation rules (figures, tables, render, latex, provenance, arxiv...) run after the
+    record is written and are left out."""
+    files, logs = upstream_benchmarks([P.summary, *JUDGE_RESULTS])
     return spec(files), spec(logs)
 
 
@@ -46,6 +47,7 @@ rule provenance:
         # Rewritten after any compute job reruns, so the record (which reads the benchmark files and the jobs'
         # logs, not outputs of any rule) follows every rerun.
         summary=P.summary,
+        judges=JUDGE_RESULTS,  # the judges' jobs, whose costs the record reports too
     output:
         report(P.provenance, category="Provenance", caption="report/provenance.rst"),
     params:

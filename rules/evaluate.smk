@@ -56,6 +56,8 @@ rule summarize:
         dynamics=expand(P.dynamics_dir("{model}") + "/dynamics.json", model=DYNAMICS_MODELS),
         probes=expand(P.probe_dir("{model}", "{seed}") + "/probes.json", model=PROBE_MODELS, seed=SEEDS),
         curves=[P.curve_dir(m, k) + "/curve.json" for m in CURVE_MODELS for k in C.model_seeds(CFG, m)],
+        # every run's samples in every judge of sample quality (rules/judges.smk)
+        judges=[P.judge_dir(m, k) + "/judges.json" for m in C.judge_models(CFG) for k in C.model_seeds(CFG, m)],
         reference=P.reference,
         classifier=rules.train_classifier.output.info,
         manifest=P.manifest,
@@ -70,6 +72,6 @@ rule summarize:
     shell:
         "{PY} -m genreview summarize --spec {params.spec:q} --metrics {input.metrics} "
         "--sweeps {input.sweeps} --guidance {input.guidance} --dynamics {input.dynamics} --probes {input.probes} "
-        "--curves {input.curves} "
+        "--curves {input.curves} --judges {input.judges} "
         "--reference {input.reference} --classifier {input.classifier} --manifest {input.manifest} "
         "--out {output} > {log} 2>&1"

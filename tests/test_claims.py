@@ -455,3 +455,42 @@ def test_the_verdict_strip_figure_draws_each_claim_judged_along_compute(tmp_path
     assert (tmp_path / "claims_vs_compute.pdf").stat().st_size > 1000 and (tmp_path / "empty.pdf").exists()
     assert "claims_vs_compute.pdf" in figure_names(Plan.from_summary(s))
     assert "claims_vs_compute.pdf" not in figure_names(Plan.from_summary({**s, "curves": {}}))
+
+
+def test_a_quality_verdict_the_other_judges_do_not_share_is_judge_dependent(tmp_path):
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    _levelled_off(s)
+    s["models"]["dcgan"]["metrics"]["fd_inf"] = st(20.0, 0.5, 3)
+    s["models"]["vae"]["metrics"]["fd_inf"] = st(80.0, 0.5, 3)
+
+    def judges(dcgan_resnet, dcgan_ae):
+        out = {}
+        for name, (res, ae) in {"dcgan": (dcgan_resnet, dcgan_ae), "vae": (50.0, 50.0),
+                                "ddpm": (10.0, 90.0), "wgan_gp": (30.0, 20.0)}.items():
+            dom = s["models"][name]["metrics"]
+            out[name] = {"n_seeds": 3, "judges": {
+                "domain": {"fd": dom["fd"], "fd_inf": dom["fd_inf"]},
+                "resnet": {"fd": st(res, 0.5, 3), "fd_inf": st(res, 0.5, 3)},
+                "autoencoder": {"fd": st(ae, 0.5, 3), "fd_inf": st(ae, 0.5, 3)}}}
+        return out
+
+    s["judges"] = judges(10.0, 12.0)  # every judge: DCGAN far better
+    r = _verdict(s, "gan_better_than_vae")
+    assert r["verdict"] == "supported" and set(r["judges"]) == {"resnet", "autoencoder"}
+    assert all(v["kind"] == "supported" for v in r["judges"].values()) and "other judges" in r["evidence"]
+    s["judges"] = judges(10.0, 95.0)  # the label-free judge calls DCGAN worse
+    r = _verdict(s, "gan_better_than_vae")
+    assert r["verdict"] == "inconclusive" and r["reason"] == "judge-dependent: autoencoder contradicted", r
+    result = CL.evaluate(s, CL.load_ledger(LEDGER))
+    assert result["judge_dependent"] >= 1
+    agreement = result["judge_agreement"]
+    assert agreement["judges"] == ["autoencoder", "domain", "resnet"] and agreement["n_models"] == 4
+    assert set(agreement["spearman"]) == {"autoencoder-domain", "autoencoder-resnet", "domain-resnet"}
+    assert all(-1 <= v <= 1 for v in agreement["spearman"].values())
+    path = tmp_path / "judged" / "summary.json"
+    path.parent.mkdir()
+    save_json(s, path)
+    text = _section(tmp_path / "judged", path)
+    assert "judge-dependent" in text and "Spearman's $\\rho$ from" in text
+    s["judges"] = {}
+    assert CL.evaluate(s, CL.load_ledger(LEDGER))["judge_agreement"] is None

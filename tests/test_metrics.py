@@ -320,3 +320,37 @@ def test_a_saved_reference_scores_as_the_computed_one(tiny_classifier, reference
         Reference.load(path, clf, eval_cfg, "digest-b", selection)
     with pytest.raises(ResultsFileError, match="another selection of test images"):
         Reference.load(path, clf, eval_cfg, "digest-a", {**selection, "n_reference": 0})
+
+
+class _NoHead(torch.nn.Module):
+    """A feature extractor without class logits (as the label-free judge of evaluation/judges.py): pooled pixels."""
+
+    num_features = 16
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def features(self, x):  # (B, 1, 28, 28) in [0, 1] -> (B, 16)
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1) * self.scale
+
+
+def test_a_reference_takes_any_feature_extractor(real_test, real_train, eval_cfg, tmp_path):
+    """Reference and embed take any module with `features` and `num_features`; one without a class head gives
+    every metric but the Inception Score, and its saved features load back as the classifier's do."""
+    from genreview.evaluation.metrics import embed
+
+    net = _NoHead().eval()
+    feats, logits = embed(net, real_test)
+    assert feats.shape == (N, 16) and logits is None
+    ref = Reference.from_images(net, real_test, eval_cfg)
+    assert ref.predicted is None
+    same, other = ref.score(real_test), ref.score(real_train)
+    assert "is" not in same and {"fd", "fd_inf", "kid", "precision", "recall", "density", "coverage"} <= set(same)
+    assert abs(same["fd"]) < 1e-2 * other["fd"] + 1e-6 and same["precision"] == 1.0
+    selection = {"dataset": "fashion_mnist", "n_reference": N, "seed": eval_cfg.seed}
+    ref.write(tmp_path / "f.pt", "judge-a", selection)
+    assert Reference.load(tmp_path / "f.pt", net, eval_cfg, "judge-a", selection).score(real_train) == other
+    from genreview.files import ResultsFileError
+    with pytest.raises(ResultsFileError, match="the `train_judges` rule"):
+        Reference.load(tmp_path / "f.pt", net, eval_cfg, "judge-b", selection, rule="train_judges")

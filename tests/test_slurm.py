@@ -26,14 +26,14 @@ from genreview.provenance import config_hash
 from conftest import DEBIAN_DIR, copy_workflow, load_raw_config, snakemake_cmd, snakemake_env
 
 PROFILE = "profiles/slurm"
-CHAIN_RULES = {"train", "evaluate", "sweep", "guidance", "probe", "curve"}  # one group job per model and seed
+CHAIN_RULES = {"train", "evaluate", "sweep", "guidance", "probe", "curve", "judge"}  # one group job per model and seed
 CLASSICAL = {m for m, (cls, _) in REGISTRY.items() if cls.classical}
 NETWORK_RULES = {"train_classifier", "train", "evaluate", "sweep", "guidance", "probe", "curve", "dynamics",
-                 "reproduce"}
+                 "reproduce", "train_judges", "judge"}
 LIGHT_RULES = {"prepare_data", "summarize", "claims", "figures", "tables", "render", "latex", "provenance", "arxiv"}
 KIND = {"train_classifier": "classifier", "train": "train", "evaluate": "sample", "sweep": "sample",
         "guidance": "sample", "probe": "sample", "curve": "sample", "dynamics": "dynamics",
-        "reproduce": "reproduce", "reference": "reference"}
+        "reproduce": "reproduce", "reference": "reference", "train_judges": "classifier", "judge": "sample"}
 SLURM_ENV = ("SBATCH_ACCOUNT", "SBATCH_PARTITION", "GENREVIEW_GPU_PARTITION", "GENREVIEW_GPU_MODEL")
 FAKE_SLURM = ("sinfo", "squeue", "sacct", "sacctmgr", "sshare", "scontrol", "scancel")
 
@@ -249,7 +249,7 @@ def test_each_model_and_seed_is_one_group_job(fmnist_root, tmp_path):
     every = [f for files in benchmarks.values() for f in files]
     assert set(logs) == set(every), "a compute job's log is not given to the provenance step"
     for job in plan:
-        if job["rule"] in CHAIN_RULES | {"train_classifier", "reference", "dynamics"}:
+        if job["rule"] in CHAIN_RULES | {"train_classifier", "reference", "dynamics", "train_judges"}:
             stem = "_seed".join(job["wildcards"].values()) if "seed" in job["wildcards"] else \
                 "".join(job["wildcards"].values())
             name = f"{job['rule']}/{stem}" if stem else job["rule"]
@@ -295,7 +295,7 @@ def test_jobs_are_submitted_with_their_sizes_and_light_rules_stay_local(fmnist_r
         calls: dict[str, list[str]] = {}
         for line in log_file.read_text().splitlines():
             args = line.split(" --wrap")[0]
-            name = re.search(r"slurm_logs/((?:rule|group)_\w+?)/", args).group(1)
+            name = re.search(r"slurm_logs/((?:rule|group)_[\w.]+?)/", args).group(1)  # a long group's ends in ...
             calls.setdefault(name, []).append(args)
         return calls
 
@@ -303,9 +303,9 @@ def test_jobs_are_submitted_with_their_sizes_and_light_rules_stay_local(fmnist_r
         for flag in flags:
             assert f" {flag} " in f" {args} ", f"no {flag!r} in {args}"
 
-    # Every chain waits for the classifier, an input of its studies: only the classifier went out.
+    # Every chain waits for the classifier and the judges, inputs of its studies: only they went out.
     calls = submitted(log)
-    assert set(calls) == {"rule_train_classifier"}, f"submitted: {sorted(calls)}"
+    assert set(calls) == {"rule_train_classifier", "rule_train_judges"}, f"submitted: {sorted(calls)}"
     kind = KIND["train_classifier"]
     has(calls["rule_train_classifier"][0], f"--mem {cluster['mem_mb'][kind]}", f"-t {cluster['runtime'][kind]}",
         f"--cpus-per-task={cluster['threads'][kind]}", "--gpus=1", "-A acct1", "-p gpuq")
@@ -313,7 +313,7 @@ def test_jobs_are_submitted_with_their_sizes_and_light_rules_stay_local(fmnist_r
     # With the classifier and the reference done, each model's chain goes out as one job: one GPU (none for a
     # classical model, with one CPU), the most CPUs and memory any member asks for, the sum of their runtimes.
     for job in _dry_plan(workdir):
-        if job["rule"] in {"train_classifier", "reference"}:
+        if job["rule"] in {"train_classifier", "reference", "train_judges"}:
             for f in job["output"]:
                 (workdir / f).parent.mkdir(parents=True, exist_ok=True)
                 (workdir / f).write_bytes(b"")
@@ -327,9 +327,12 @@ def test_jobs_are_submitted_with_their_sizes_and_light_rules_stay_local(fmnist_r
         f"a chain's job went out on its own: {sorted(calls)}"
     assert set(calls) - set(chains) <= {"rule_dynamics"}, f"submitted: {sorted(calls)}"  # the GAN study, alone
     assert len(chains) == len(REGISTRY), sorted(chains)
+    # each group's members, from the jobs it runs (its name lists them too, but cut short when they are many)
+    members = {re.search(r"slurm_logs/(group_[\w.]+?)/", line).group(1): re.findall(r"'(\w+):model=", line)
+               for line in log2.read_text().splitlines() if "slurm_logs/group_" in line}
     for name, args in chains.items():
-        model, seed, members = re.fullmatch(r"group_chain_(\w+)_seed(\d+)_([a-z_]+)", name).groups()
-        kinds = [KIND[rule] for rule in members.split("_")]
+        model, seed = re.match(r"group_chain_(\w+?)_seed(\d+)_", name).groups()
+        kinds = [KIND[rule] for rule in members[name]]
         assert "train" in kinds and len(kinds) >= 2, name
         has(args, f"--mem {max(cluster['mem_mb'][k] for k in kinds)}",
             f"-t {sum(cluster['runtime'][k] for k in kinds)}", "-A acct1")

@@ -33,7 +33,7 @@ def _spec(args, kind: str) -> dict:
 
 
 # The spec kinds of one model at one seed (--model, --seed); the others take the whole config.
-PER_RUN = {"train", "eval", "sweep", "guidance", "dynamics", "probe", "curve", "reproduce"}
+PER_RUN = {"train", "eval", "sweep", "guidance", "dynamics", "probe", "curve", "reproduce", "judge"}
 
 
 def _benchmark_files(cfg: dict, args) -> dict:
@@ -123,6 +123,18 @@ COMMANDS: dict[str, Command] = {
         (*MODEL_SEED, ("--classifier", _req()), REFERENCE, ("--out", _req()),
          ("--main-run", {"default": None, "help": "the model's main train_summary.json: its precision and "
                                                  "memory format (default: fp32, contiguous)"}))),
+    "train-judges": Command(
+        "train the judges beside the domain classifier (another classifier, a label-free autoencoder)", "judges",
+        "evaluation.judges:train_judges", lambda fn, s, a: fn(s, a.out, a.threads),
+        (("--out", _req("results/<profile>/judges")),)),
+    "judge": Command(
+        "score one run's samples in every judge's feature space", "judge", "evaluation.judges:judge_run",
+        lambda fn, s, a: fn(s, a.samples, a.metrics, a.classifier, a.judges, a.out, a.threads,
+                            reference=a.reference),
+        (*MODEL_SEED, ("--samples", _req("the run's eval/<model>/seed<k>/samples.pt")),
+         ("--metrics", _req("the run's eval/<model>/seed<k>/metrics.json")), ("--classifier", _req()), REFERENCE,
+         ("--judges", _req("the train_judges rule's folder, results/<profile>/judges")),
+         ("--out", _req("results/<profile>/judges/<model>/seed<k>")))),
     "reproduce": Command(
         "re-run one model at one seed; does it land within the paper's spread?", "reproduce",
         "publish.reproduce_report:reproduce_and_report",
@@ -138,9 +150,10 @@ COMMANDS: dict[str, Command] = {
     "summarize": Command(
         "collect results files into one summary", "summary", "summary.collect:collect",
         lambda fn, s, a: fn(s, a.metrics, a.reference, a.classifier, a.manifest, a.out, a.sweeps, a.guidance,
-                            a.dynamics, a.probes, a.curves),
+                            a.dynamics, a.probes, a.curves, a.judges),
         (("--metrics", {"nargs": "+", "required": True}),
-         *((f"--{k}", {"nargs": "*", "default": []}) for k in ("sweeps", "guidance", "dynamics", "probes", "curves")),
+         *((f"--{k}", {"nargs": "*", "default": []})
+           for k in ("sweeps", "guidance", "dynamics", "probes", "curves", "judges")),
          ("--reference", _req()), ("--classifier", _req()), ("--manifest", _req()), ("--out", _req()))),
     "figures": Command(
         "draw the figures from the summary", None, "publish.figures:make_figures",

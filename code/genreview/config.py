@@ -32,6 +32,7 @@ class ConfigError(ValueError):
 
 def sections() -> dict[str, type]:
     """config.yaml's sections that hold one config dataclass's fields: key -> dataclass."""
+    from .evaluation.judges import JudgesConfig
     from .studies.curves import CurvesConfig
     from .studies.dynamics import DynamicsConfig
     from .studies.probes import ProbeConfig
@@ -39,7 +40,7 @@ def sections() -> dict[str, type]:
     from .studies.sweeps import GuidanceConfig, SweepConfig
     return {"classifier": ClassifierConfig, "eval": EvalConfig, "sweep": SweepConfig, "guidance": GuidanceConfig,
             "dynamics": DynamicsConfig, "probe": ProbeConfig, "curves": CurvesConfig, "reproduce": ReproduceConfig,
-            "cluster": ClusterConfig}
+            "judges": JudgesConfig, "cluster": ClusterConfig}
 
 
 def load_schema() -> dict:
@@ -338,6 +339,39 @@ def curve_spec(cfg: dict, model: str, seed: int) -> dict:
     # like the dynamics study's runs, the snapshots are scored in the domain classifier's features only
     return {**_base(cfg), "model": model, "seed": int(seed), "eval": {**eval_config(cfg), "inception_weights": None},
             "curves": curves_config(cfg)}
+
+
+def judges_config(cfg: dict) -> dict:
+    """The judges' settings, less `models` (which runs are judged changes no job's spec)."""
+    from .evaluation.judges import JudgesConfig
+    out = dataclasses.asdict(JudgesConfig(**cfg.get("judges", {})))
+    del out["models"]
+    return out
+
+
+def judge_models(cfg: dict) -> list[str]:
+    """The built models whose samples the judges score, in `models` order: judges.models, or (null) every model
+    that draws samples; not the image-to-image models, scored on their translations."""
+    from .models import DISPLAY
+
+    listed = cfg.get("judges", {}).get("models")
+    for m in listed or []:
+        if m in cfg["models"] and DISPLAY[m][1] == "translation":
+            raise ConfigError(f"config.yaml: judges.models lists {m}, an image-to-image model that draws no "
+                              f"samples to judge: remove it from judges.models")
+    return [m for m in cfg["models"] if (m in listed if listed is not None else DISPLAY[m][1] != "translation")]
+
+
+def judges_spec(cfg: dict) -> dict:
+    """What training the judges depends on: the judges' settings, and the evaluation's (which test images form
+    the reference, N of the floor and the ceiling, the metrics' settings)."""
+    return {**_base(cfg), "judges": judges_config(cfg), "eval": {**eval_config(cfg), "inception_weights": None}}
+
+
+def judge_spec(cfg: dict, model: str, seed: int) -> dict:
+    # scored in the judges' features only (no Inception FID: metrics.json has it)
+    return {**_base(cfg), "model": model, "seed": int(seed), "eval": {**eval_config(cfg), "inception_weights": None},
+            "judges": judges_config(cfg)}
 
 
 def reproduce_config(cfg: dict) -> dict:

@@ -64,6 +64,16 @@ class Paths:
         """Quality against training compute: curve.json, and points/ (one file per scored snapshot)."""
         return f"{self.results}/curves/{model}/seed{seed}"
 
+    @property
+    def judges_dir(self) -> str:
+        """The judges trained once per build (evaluation/judges.py): <judge>.pt, <judge>_reference.pt,
+        judges.json."""
+        return f"{self.results}/judges"
+
+    def judge_dir(self, model: str, seed) -> str:
+        """One run's samples scored in every judge: judges.json."""
+        return f"{self.results}/judges/{model}/seed{seed}"
+
     def reproduce_dir(self, model: str, seed) -> str:
         """A reviewer's re-run of one model at one seed (run/, eval/, report.json, report.md): never the
         paper's runs."""

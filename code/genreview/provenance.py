@@ -37,7 +37,7 @@ PACKAGES = ["torch", "torchvision", "torchmetrics", "snakemake", "numpy", "sciki
 # The compute rules in pipeline order: the record lists rules in this order (any other after them, by name).
 # The Snakefile finds the compute jobs itself (every job the summary depends on, rules/deliver.smk).
 PIPELINE_ORDER = ["prepare_data", "train_classifier", "train", "evaluate", "reference", "sweep", "guidance",
-                  "dynamics", "probe", "curve", "summarize"]
+                  "dynamics", "probe", "curve", "train_judges", "judge", "summarize"]
 # The rules that run after the summary: left out when the command line reads a benchmarks folder by itself.
 PRESENTATION_RULES = {"figures", "tables", "claims", "render", "latex", "provenance", "arxiv", "reproduce"}
 # Where the data lies on this machine says nothing about the experiment: left out of the config hash.

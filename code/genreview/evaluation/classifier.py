@@ -101,6 +101,33 @@ def predict(clf: DomainClassifier, images: torch.Tensor, batch: int = 1000) -> t
                       for i in range(0, len(images), batch)])
 
 
+def fit_network(net: torch.nn.Module, loss_fn, batches: D.Batches, epochs: int, max_steps: int, lr: float,
+                what: str) -> int:
+    """AdamW (weight decay 1e-4) with a one-cycle schedule over `epochs` of `batches`, at most `max_steps`
+    steps (0: no cap), minimising loss_fn(x, y); the judges of sample quality are trained by it. Returns the
+    steps taken."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    total = epochs * len(batches)
+    if max_steps:
+        total = min(total, max_steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total)
+    step = 0
+    for epoch in range(epochs):
+        net.train()
+        for x, y in batches.epoch(epoch):
+            loss = loss_fn(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 100 == 0:
+                log.info("%s step %d/%d loss %.4f", what, step, total, loss.item())
+            if step >= total:
+                return step
+    return step
+
+
 def train_classifier(spec: dict, out: str | Path, threads: int | None = None) -> dict:
     """Train the frozen judge; writes `classifier.pt` and `classifier.json` (test accuracy) into `out`."""
     set_threads(threads)
@@ -110,28 +137,9 @@ def train_classifier(spec: dict, out: str | Path, threads: int | None = None) ->
     cfg = ClassifierConfig(**spec["classifier"])
     train, test = (D.load(spec["dataset"], spec["data_root"], s) for s in ("train", "test"))
     clf = DomainClassifier(train.shape[0], int(train.labels.max()) + 1, cfg.width, cfg.features).to(device)
-    opt = torch.optim.AdamW(clf.parameters(), lr=cfg.lr, weight_decay=1e-4)
     batches = D.Batches(train, cfg.batch_size, spec["seed"], device)
-    total = cfg.epochs * len(batches)
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
-    step = 0
-    for epoch in range(cfg.epochs):
-        clf.train()
-        for x, y in batches.epoch(epoch):
-            loss = F.cross_entropy(clf(_augment(x)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 100 == 0:
-                log.info("classifier step %d/%d loss %.3f", step, total, loss.item())
-            if step >= total:
-                break
-        if step >= total:
-            break
+    step = fit_network(clf, lambda x, y: F.cross_entropy(clf(_augment(x)), y), batches, cfg.epochs, cfg.max_steps,
+                       cfg.lr, "classifier")
     acc = accuracy(clf, test, device)
     log.info("classifier test accuracy %.4f", acc)
     clf.cpu()

@@ -109,7 +109,8 @@ def extras(model, test: D.Split, cfg: EvalConfig, device) -> dict:
 
 def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: str | Path,
                  threads: int | None = None, reference: str | Path | None = None) -> dict:
-    """Score the run in `run_dir`; writes metrics.json, samples.pt and features.pt (the samples' classifier
+    """Score the run in `run_dir`; writes metrics.json, samples.pt (a grid of 64, and all N samples under
+    "samples") and features.pt (the samples' classifier
     features and logits, for bootstrap intervals) into `out`. `reference`: the `reference` rule's features
     file (None: the reference is computed here)."""
     set_threads(threads)
@@ -161,7 +162,8 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
     ex = extras(model, test, cfg, device)
     metrics.update({k: v for k, v in ex.items() if isinstance(v, float)})
     save_json(metrics, out / "metrics.json")
-    torch_save({"grid": fake[:64], **{k: v for k, v in ex.items() if not isinstance(v, float)}},
+    # "samples": all N images, which the judges (evaluation/judges.py) score in their own feature spaces
+    torch_save({"grid": fake[:64], "samples": fake, **{k: v for k, v in ex.items() if not isinstance(v, float)}},
                out / "samples.pt")
     torch_save({"features": embedded[0], "logits": embedded[1], "classifier_digest": classifier_digest(classifier)},
                out / "features.pt")

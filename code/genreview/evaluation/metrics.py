@@ -20,6 +20,7 @@ All metrics take uint8 images, (N, C, H, W), as an 8-bit image file would hold t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -180,17 +181,23 @@ class Given(nn.Module):
 
 
 @torch.no_grad()
-def embed(clf: DomainClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(clf: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The classifier's penultimate features (N, F) and class logits (N, K) of uint8 images, from one pass
-    in batches of 500 (the batches torchmetrics' updates saw), on the CPU."""
+    in batches of 500 (the batches torchmetrics' updates saw), on the CPU.
+
+    `clf` is the domain classifier or any other feature extractor with the same protocol: a module with
+    `features(x)` of images in [0, 1] and `num_features` (the judges of `evaluation.judges`). One without a
+    classification `head` (an autoencoder's encoder) gives None for the logits."""
     f = Features(clf)
     device = next(clf.parameters()).device
+    head = getattr(clf, "head", None)
     feats, logits = [], []
     for b in _batched(images):
         h = f(b.to(device))                                              # (B, F)
         feats.append(h.cpu())
-        logits.append(clf.head(h).cpu())                                 # eval mode: dropout is the identity
-    return torch.cat(feats), torch.cat(logits)
+        if head is not None:
+            logits.append(head(h).cpu())                                 # eval mode: dropout is the identity
+    return torch.cat(feats), (torch.cat(logits) if head is not None else None)
 
 
 REFERENCE_FORMAT = 1  # the layout of the reference features file (`Reference.write`)
@@ -204,10 +211,11 @@ class Reference:
     Build it from images (`from_images`: one classifier pass), or load the features the `reference` rule
     saved (`load`): every scoring job of a build then shares one pass over the test split.
 
-    Args: clf, real_features (N, F) float32, cfg (EvalConfig), real_predicted (N,) the classifier's
-    classes of the reference images, real_images (only needed for Inception FID)."""
+    Args: clf (the domain classifier, or any feature extractor `embed` takes), real_features (N, F) float32,
+    cfg (EvalConfig), real_predicted (N,) the classifier's classes of the reference images (None for an
+    extractor without class logits), real_images (only needed for Inception FID)."""
 
-    def __init__(self, clf: DomainClassifier, real_features: torch.Tensor, cfg: EvalConfig,
+    def __init__(self, clf: nn.Module, real_features: torch.Tensor, cfg: EvalConfig,
                  real_predicted: torch.Tensor | None = None, real_images: torch.Tensor | None = None):
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
@@ -239,9 +247,9 @@ class Reference:
                 self.inception.update(_rgb(b), real=True)
 
     @classmethod
-    def from_images(cls, clf: DomainClassifier, real: torch.Tensor, cfg: EvalConfig) -> "Reference":
+    def from_images(cls, clf: nn.Module, real: torch.Tensor, cfg: EvalConfig) -> "Reference":
         feats, logits = embed(clf, real)
-        return cls(clf, feats, cfg, logits.argmax(1), real)
+        return cls(clf, feats, cfg, logits.argmax(1) if logits is not None else None, real)
 
     def write(self, path: str | Path, classifier_digest: str, selection: dict) -> None:
         """The features for every later scoring job, written atomically (`torch_save`): `load` checks the
@@ -251,10 +259,11 @@ class Reference:
                     "classifier_digest": classifier_digest, "selection": selection}, Path(path))
 
     @classmethod
-    def load(cls, path: str | Path, clf: DomainClassifier, cfg: EvalConfig, classifier_digest: str,
-             selection: dict, real_images=None) -> "Reference":
+    def load(cls, path: str | Path, clf: nn.Module, cfg: EvalConfig, classifier_digest: str,
+             selection: dict, real_images=None, rule: str = "reference") -> "Reference":
         """The reference the `reference` rule saved, for this job's classifier and selection of images
-        (`real_images`: a function returning them, called only for Inception FID)."""
+        (`real_images`: a function returning them, called only for Inception FID). rule: the rule that
+        writes `path`, named in the error when the file does not fit (the judges' is `train_judges`)."""
         from ..files import ResultsFileError, load_torch
 
         ck = load_torch(path, map_location="cpu")
@@ -264,14 +273,15 @@ class Reference:
             if want != got:
                 raise ResultsFileError(
                     f"{path} holds reference features for another {what} ({got!r}, this job needs {want!r}): "
-                    f"rebuild it with `snakemake --cores all {path}` (the `reference` rule), or delete it")
+                    f"rebuild it with `snakemake --cores all {path}` (the `{rule}` rule), or delete it")
         images = real_images() if (cfg.inception_weights and real_images) else None
         return cls(clf, ck["features"], cfg, ck["predicted"], images)
 
     @torch.no_grad()
-    def score(self, fake: torch.Tensor, embedded: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    def score(self, fake: torch.Tensor, embedded: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict:
         """All protocol metrics of uint8 images `fake` against the reference; `embedded`: their
-        (features, logits) from `embed`, when the caller has them already."""
+        (features, logits) from `embed`, when the caller has them already. An extractor without class
+        logits (logits None) gives every metric but the Inception Score ("is", "is_std" left out)."""
         from torchmetrics.image.inception import InceptionScore
 
         cfg = self.cfg
@@ -280,16 +290,19 @@ class Reference:
         self.fid.reset()
         self.kid.reset()
         torch.manual_seed(cfg.seed)  # KID subsets and the IS split permutation are random
-        inc = InceptionScore(feature=Given(logits.shape[1]), splits=min(cfg.is_splits, n))
-        for f, lg in zip(_batched(feats), _batched(logits)):
+        inc = InceptionScore(feature=Given(logits.shape[1]), splits=min(cfg.is_splits, n)) if logits is not None \
+            else None
+        for f, lg in zip(_batched(feats), _batched(logits) if inc is not None else repeat(None)):
             self.fid.update(f, real=False)
             self.kid.update(f, real=False)
-            inc.update(lg)
+            if inc is not None:
+                inc.update(lg)
         self.kid.subset_size = min(cfg.kid_subset_size, n)
         kid_mean, kid_std = self.kid.compute()
-        is_mean, is_std = inc.compute()
-        out = {"fd": float(self.fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
-               "is": float(is_mean), "is_std": float(is_std), "n": n}
+        out = {"fd": float(self.fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std), "n": n}
+        if inc is not None:
+            is_mean, is_std = inc.compute()
+            out.update({"is": float(is_mean), "is_std": float(is_std)})
         out.update(prdc(self.prdc_real, feats.numpy(), cfg.pr_k, cfg.dc_k, self.prdc_radii))
         out.update(fd_infinity(feats.numpy(), self.real_mean, self.real_cov, cfg.seed,
                                sqrt_real_cov=self.sqrt_real_cov))

@@ -281,7 +281,7 @@ def rule_stability(summary, c, margin):
     tests = "; ".join(f"{what} $p = {fmt(fwd[k], 2)}$" for what, k in (("Fisher", "p_failures"),
                                                                       ("Brown--Forsythe", "p_spread"))
                       if fwd[k] is not None)
-    ev = (f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['steps']} steps)"
+    ev = (f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['steps']} generator updates)"
           + (f"; {tests}" if tests else ""))
     numbers = {"less_stable": fwd["less_stable"], "reverse": back["less_stable"], "p_failures": fwd["p_failures"],
                "p_spread": fwd["p_spread"]}
@@ -478,13 +478,16 @@ def evaluate(summary: dict, ledger: dict) -> dict:
                                                    if e.lo is not None else "one seed: no interval"))
         if r["topic"] == "quality":
             _matched(summary, r, tests[r["id"]], cfg)
+            _judges(summary, r, tests[r["id"]], cfg)
             _budget(summary, r, cfg.plateau_gain)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     one_seed = sum(r["reason"] == "one seed" for r in rows)
     budget = sum(str(r["reason"]).startswith("budget-limited") for r in rows)
+    judge_dependent = sum(str(r["reason"]).startswith("judge-dependent") for r in rows)
     return {"profile": summary["profile"], "margin": cfg.margin, "alpha": cfg.alpha, "level": cfg.level,
             "n_tests": len(family), "claims": rows, "counts": counts, "one_seed": one_seed,
-            "budget_limited": budget, "plateau_gain": cfg.plateau_gain,
+            "budget_limited": budget, "plateau_gain": cfg.plateau_gain, "judge_dependent": judge_dependent,
+            "judge_agreement": judge_agreement(summary),
             "sources": ledger["sources"], "by_id": {r["id"]: r for r in rows}}
 
 
@@ -570,6 +573,51 @@ def _matched(summary: dict, row: dict, test: "Test", cfg: I.InferenceConfig) -> 
     if m:
         row["evidence"] += (f"; at matched compute ({sci(m['at'])} training FLOPs, KID): {m['kind_at']}"
                             + (f", from {sci(m['flip_at'])} FLOPs on" if m["flip_at"] else ""))
+
+
+JUDGED = ("fd", "fd_inf", "kid", "precision", "recall", "density", "coverage")  # what every judge scores
+
+
+def judge_stats(summary: dict, model: str, metric: str) -> dict[str, dict]:
+    """judge -> `model`'s `metric` over seeds in that judge's features (the judges of sample quality,
+    `evaluation.judges`), for the judges other than the domain classifier that measured it."""
+    js = ((summary.get("judges") or {}).get(model) or {}).get("judges") or {}
+    return {j: v[metric] for j, v in js.items() if j != "domain" and (v.get(metric) or {}).get("mean") is not None}
+
+
+def _judges(summary: dict, row: dict, test: "Test", cfg: I.InferenceConfig) -> None:
+    """A quality verdict holds only where every judge of sample quality agrees: each other judge's verdict on the
+    same claim (the engine on the same metric in its features, its own p-value) goes into the row; a supported or
+    contradicted verdict that another judge does not share becomes inconclusive, "judge-dependent"."""
+    a, b = row["numbers"].get("a"), row["numbers"].get("b")
+    if not a or not b or test["metric"] not in JUDGED:
+        return
+    sa, sb = judge_stats(summary, a, test["metric"]), judge_stats(summary, b, test["metric"])
+    views = {j: judge(sa[j], sb[j], test["metric"], claimed=test["claimed"], cfg=cfg) for j in sa if j in sb}
+    if not views:
+        return
+    row["judges"] = {j: {"kind": v.kind, "estimate": v.estimate} for j, v in views.items()}
+    row["evidence"] += "; other judges: " + ", ".join(f"{j} {v.kind} ({v.estimate})" for j, v in views.items())
+    differ = [j for j, v in views.items() if v.kind != row["verdict"]]
+    if differ and row["verdict"] in ("supported", "contradicted"):
+        row["verdict"], row["reason"] = "inconclusive", "judge-dependent: " + ", ".join(
+            f"{j} {views[j].kind}" for j in differ)
+
+
+def judge_agreement(summary: dict, metric: str = "fd") -> dict | None:
+    """Spearman's rank correlation between every two judges of sample quality over the models they all scored
+    (`metric`'s mean over seeds; the domain judge's from the main evaluation): how far the ranking of the models
+    depends on the judge. None with fewer than two judges or three models."""
+    js = summary.get("judges") or {}
+    names = sorted({j for m in js.values() for j in (m.get("judges") or {})})
+    models = [m for m in summary["order"] if m in js and all(
+        ((js[m]["judges"].get(j) or {}).get(metric) or {}).get("mean") is not None for j in names)]
+    if len(names) < 2 or len(models) < 3:
+        return None
+    vals = {j: [js[m]["judges"][j][metric]["mean"] for m in models] for j in names}
+    pairs = {f"{x}-{y}": float(sps.spearmanr(vals[x], vals[y]).statistic)
+             for i, x in enumerate(names) for y in names[i + 1:]}
+    return {"metric": metric, "n_models": len(models), "judges": names, "spearman": pairs}
 
 
 def _p(p: float) -> str:

@@ -96,6 +96,19 @@ def probe_summary(files: list[str]) -> dict:
     return out
 
 
+def judge_summary(files: list[str]) -> dict:
+    """model -> judge -> every metric of the judges.json files of its seeds (`evaluation.judges`) as a stat over
+    the seeds that trained; "n_seeds" beside them. {} without files."""
+    out = {}
+    for model, runs in by_model(files).items():
+        ok = [r for r in runs if r.get("status") == "ok" and r.get("judges")]
+        judges = sorted({j for r in ok for j in r["judges"]})
+        out[model] = {"n_seeds": len(ok), "judges": {
+            j: {k: stat(r["judges"].get(j, {}).get(k) for r in ok)
+                for k in ("fd", "fd_inf", "kid", "precision", "recall", "density", "coverage")} for j in judges}}
+    return out
+
+
 CURVE_METRICS = ["images", "wall", "fd", "kid", "precision", "recall", "sample_ms"]
 
 
@@ -157,7 +170,7 @@ def study_summary(files: list[str], key) -> dict:
 
 def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str, manifest: str, out: str,
             sweep_files: list[str] = (), guidance_files: list[str] = (), dynamics_files: list[str] = (),
-            probe_files: list[str] = (), curve_files: list[str] = ()) -> dict:
+            probe_files: list[str] = (), curve_files: list[str] = (), judge_files: list[str] = ()) -> dict:
     runs = by_model(metrics_files)
     ref = load_json(reference)
     clf = load_json(classifier)
@@ -183,6 +196,7 @@ def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str
         "sweep_config": cfg.get("sweep", {}), "guidance_config": cfg.get("guidance", {}),
         "dynamics_config": cfg.get("dynamics", {}), "probe_config": cfg.get("probe", {}),
         "curves": curve_summary(list(curve_files)), "curves_config": cfg.get("curves", {}),
+        "judges": judge_summary(list(judge_files)),
         "provenance": provenance(),
     }
     save_json(summary, out)
