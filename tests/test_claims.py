@@ -442,8 +442,8 @@ def test_the_verdict_strip_figure_draws_each_claim_judged_along_compute(tmp_path
     _levelled_off(s)
     s["models"]["dcgan"]["metrics"]["flops_per_step"] = st(1e9)
     s["models"]["vae"]["metrics"]["flops_per_step"] = st(2e9)
-    s["curves"]["vae"] = _kid_curve([0.30, 0.20, 0.10, 0.10])
-    s["curves"]["dcgan"] = _kid_curve([0.50, 0.40, 0.05, 0.05])
+    s["curves"]["vae"]["rows"] = _kid_curve([0.30, 0.20, 0.10, 0.10])["rows"]  # the rest of the curve as it was
+    s["curves"]["dcgan"]["rows"] = _kid_curve([0.50, 0.40, 0.05, 0.05])["rows"]
     result = CL.evaluate(s, CL.load_ledger(LEDGER))
     rows = strips(result)
     ids = [r["id"] for r in rows]
@@ -455,6 +455,13 @@ def test_the_verdict_strip_figure_draws_each_claim_judged_along_compute(tmp_path
     assert (tmp_path / "claims_vs_compute.pdf").stat().st_size > 1000 and (tmp_path / "empty.pdf").exists()
     assert "claims_vs_compute.pdf" in figure_names(Plan.from_summary(s))
     assert "claims_vs_compute.pdf" not in figure_names(Plan.from_summary({**s, "curves": {}}))
+    path = tmp_path / "along" / "summary.json"
+    path.parent.mkdir()
+    save_json(s, path)
+    assert "\\includegraphics[width=\\linewidth]{claims_vs_compute}" in _section(tmp_path / "along", path)
+    s["curves"] = {}  # no claim judged along compute: the figure is left out of the paper
+    save_json(s, path)
+    assert "claims_vs_compute" not in _section(tmp_path / "along2", path)
 
 
 def test_a_quality_verdict_the_other_judges_do_not_share_is_judge_dependent(tmp_path):

@@ -463,7 +463,8 @@ def evaluate(summary: dict, ledger: dict) -> dict:
         rows.append({"id": c["id"], "claim": c["claim"], "sources": c["sources"],
                      "passages": dict(c.get("passages") or {}), "topic": c["topic"],
                      "test": c["test"], "quantity": label(c["quantity"]) if "quantity" in c else c["test"],
-                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers), "reason": reason})
+                     "verdict": verdict, "evidence": evidence, "numbers": _plain(numbers), "reason": reason,
+                     "matched": None})
     first = {k: judge(**t, cfg=cfg) for k, t in tests.items()}
     family = [k for k, j in first.items() if j.effect.p is not None]
     adjusted = dict(zip(family, I.bh_adjust(first[k].effect.p for k in family)))
