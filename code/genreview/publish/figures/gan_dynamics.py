@@ -16,6 +16,7 @@ from ..formatting import fmt
 from ..gan_section import COVERAGE_FAMILIES, SECTION_FAMILIES, display_name, ordered
 from ..plan import Plan
 from ..plotting import COLORS, label_rows, notice, save_figure, show
+from ..verdicts import collapsed as collapsed_run
 from .inputs import Draw
 
 # run kind -> (marker, filled, legend label) in the dynamics figure
@@ -81,7 +82,8 @@ def dynamics_figure(summary, path, grids: dict | None = None):
     ax = fig.add_subplot(top[1])
     strip = fig.add_subplot(top[0], sharex=ax)                              # the diverged runs
     fds = [_ok_fd(r) for m in names for r in dyn[m]["runs"] if _ok_fd(r) is not None]
-    floor = (summary.get("reference") or {}).get("floor", {}).get("fd")
+    real = (summary.get("reference") or {}).get("floor") or {}
+    floor = real.get("fd")
     span = fds + ([floor] if floor else [])
     log = bool(span) and min(span) > 0 and max(span) / min(span) > 10
     kinds, collapsed = set(), False
@@ -96,7 +98,7 @@ def dynamics_figure(summary, path, grids: dict | None = None):
             marker, filled, _ = KIND_STYLE.get(r.get("kind"), KIND_STYLE["seed"])
             kinds.add(r.get("kind") if r.get("kind") in KIND_STYLE else "seed")
             ax.plot(x, r["fd"], marker, ms=4.5, mfc=color if filled else "white", mec=color, mew=0.9)
-            if r.get("collapsed"):
+            if collapsed_run(r, real):  # the verdicts' collapse: real-looking samples that cover little
                 collapsed = True
                 ax.plot(x, r["fd"], "o", ms=9, mfc="none", mec="crimson", mew=0.8)
     strip.set_ylim(0, 1)
