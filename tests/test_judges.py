@@ -144,7 +144,8 @@ def test_judges_json_has_every_judge_and_metric(judge_build, fmnist_root, tiny_c
     assert set(on_disk["judges"]) == set(J.JUDGES)  # save_json sorts the keys
     for name, scores in on_disk["judges"].items():
         assert set(J.METRICS) <= set(scores), (name, scores)
-        assert all(scores[k] is not None for k in J.METRICS if k != "fd_inf"), (name, scores)
+        assert all(scores[k] is not None for k in J.METRICS if k not in ("fd_inf", "fd_inf_boot")), (name, scores)
+        assert (scores["fd_inf_boot"] is None) == (scores["fd_inf"] is None), (name, scores)  # replicates with FD_inf
         assert scores["digest"] and scores["features"] > 1
     # the domain judge gives the protocol's own numbers (metrics.json's, for the same samples)
     from genreview.evaluation.classifier import load_classifier

@@ -142,7 +142,7 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         raise RuntimeError("samples contain NaN")
     ref = shared_reference(reference, clf, classifier, cfg, spec, test)
     embedded = embed(clf, fake)
-    metrics.update(ref.score(fake, embedded))
+    metrics.update(ref.score(fake, embedded, replicates=cfg.bootstrap))
     predicted = embedded[1].argmax(1)
     hist = torch.bincount(predicted, minlength=int(test.labels.max()) + 1).float()
     metrics.update(

@@ -40,7 +40,7 @@ from .metrics import EvalConfig, Reference, embed, uniform_noise
 JUDGES = ("domain", "resnet", "autoencoder")  # every judge, in the order judges.json lists them
 DOMAIN = "domain"                             # the protocol's classifier: trained by `train_classifier`
 TRAINED = ("resnet", "autoencoder")           # trained by `train_judges`
-METRICS = ("fd", "fd_inf", "kid", "kid_std", "precision", "recall", "density", "coverage")
+METRICS = ("fd", "fd_inf", "fd_inf_boot", "kid", "kid_std", "precision", "recall", "density", "coverage")
 JUDGE_FORMAT = 1  # the layout of a judge's file (`_save_judge`)
 
 
@@ -297,7 +297,7 @@ def score_in_judges(fake: torch.Tensor, references: dict[str, tuple[Reference, s
     recall, density, coverage, "features": the judge's feature width, "digest": its weights' digest}."""
     out = {}
     for name, (ref, digest) in references.items():
-        scores = ref.score(fake, embed(ref.clf, fake))
+        scores = ref.score(fake, embed(ref.clf, fake), replicates=ref.cfg.bootstrap)
         out[name] = {**_picked(scores), "features": int(ref.features.shape[1]), "digest": digest}
         log.info("judge %s: FD %.4g, precision %.3f, recall %.3f", name, scores["fd"], scores["precision"],
                  scores["recall"])

@@ -6,7 +6,8 @@ into a verdict:
 
 - the rules that compare two numbers (compare, threshold, detach, ddim) ask the one verdict engine,
   `verdicts.judge`: the effect of a against b (a log ratio or a difference, `summary.inference`), its
-  95% bootstrap interval over seeds and a p-value; the p-values of all these claims are adjusted
+  95% bootstrap interval over seeds (FD_inf: seeds, then the samples within
+  a seed) and a p-value; the p-values of all these claims are adjusted
   together by Benjamini-Hochberg (the ledger's `alpha`), then: supported / contradicted when the
   adjusted p is below alpha and the interval excludes no difference on the claimed / the other side;
   equivalent when the whole interval lies within the ledger's practical `margin`; inconclusive

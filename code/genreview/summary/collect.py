@@ -12,7 +12,7 @@ from .. import data as D
 from .. import provenance as _prov
 from ..evaluation.metrics import class_coverage
 from ..models import DISPLAY, REGISTRY
-from .stats import stat, time_to_threshold
+from .stats import stat, time_to_threshold, two_level
 from ..training.config import TRAIN_METRICS
 from ..utils import load_json, save_json
 
@@ -21,6 +21,23 @@ METRICS = ["fd", "fd_inf", "kid", "is", "precision", "recall", "density", "cover
            "n", "bpd", "bpd_se", "bpd_images", "bpd_ms_per_image", "chain_steps", "cond_accuracy",
            "sharpness", "blur", "latency_ms"]
 PACKAGES = _prov.PACKAGES  # the versions the summary's "provenance" reports (genreview.provenance)
+
+
+BOOTSTRAPPED = {"fd_inf": "fd_inf_boot"}  # metric -> the key of its replicates over samples in a run's scores
+
+
+def seed_stat(runs: list[dict], m: str) -> dict:
+    """Metric `m` over the runs' seeds (`stats.stat`); where every seed with a value also carries replicates
+    over its samples (BOOTSTRAPPED), the stat holds two-level replicates of the seed mean (`two_level`)."""
+    st = stat(r.get(m) for r in runs)
+    key = BOOTSTRAPPED.get(m)
+    have = [r for r in runs if r.get(m) is not None]
+    if key and have:
+        reps = two_level([r[m] for r in have], [r.get(key) for r in have])
+        if reps is not None:
+            st["replicates"] = reps
+            st["bootstrap"] = "seeds, then samples within a seed"
+    return st
 
 
 def model_summary(name: str, runs: list[dict]) -> dict:
@@ -39,7 +56,7 @@ def model_summary(name: str, runs: list[dict]) -> dict:
            "metrics": {}}
     for m in METRICS:
         if any(m in r for r in ok):
-            out["metrics"][m] = stat(r.get(m) for r in ok)
+            out["metrics"][m] = seed_stat(ok, m)
     for m in TRAIN_METRICS:  # cost is known for diverged runs too
         out["metrics"][m] = stat(r["train"].get(m) for r in runs)
     for k in sorted({k for r in runs for k in r["train"].get("final_loss", {})} - {"step", "epoch", "wall", "images"}):
@@ -104,7 +121,7 @@ def judge_summary(files: list[str]) -> dict:
         ok = [r for r in runs if r.get("status") == "ok" and r.get("judges")]
         judges = sorted({j for r in ok for j in r["judges"]})
         out[model] = {"n_seeds": len(ok), "judges": {
-            j: {k: stat(r["judges"].get(j, {}).get(k) for r in ok)
+            j: {k: seed_stat([r["judges"].get(j, {}) for r in ok], k)
                 for k in ("fd", "fd_inf", "kid", "precision", "recall", "density", "coverage")} for j in judges}}
     return out
 

@@ -9,8 +9,9 @@ The effect of a comparison of model a with model b on one metric is on the metri
 
 Interval. Each side's uncertainty comes from B bootstrap replicates of its seed mean, made here by
 resampling seeds with replacement (Efron and Tibshirani 1993, ch. 6), or taken from `stat["replicates"]`
-where a caller supplies them (`stats.stat`: for a two-level bootstrap, seeds then the samples within a
-seed; the summary does not compute these yet, so today's intervals reflect the spread over seeds only).
+where the summary supplies them: for FD_inf (in every judge's features) a two-level bootstrap, the seeds
+resampled, then each drawn seed's samples (`stats.two_level` over `metrics.fd_inf_replicates`), so the
+interval carries both the spread between seeds and each seed's sampling noise.
 A percentile interval from so few seeds is too narrow twice over:
 the replicates of a mean of n seeds spread sqrt((n - 1) / n) times too little, and normal tails stand in
 for Student's. We therefore expand each side's replicates about its mean by sqrt(n / (n - 1)) (the

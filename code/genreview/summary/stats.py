@@ -23,6 +23,39 @@ def stat(values, replicates=None) -> dict:
     return out
 
 
+def two_level(values, within, n_boot: int = 2000, seed: int = 0) -> list[float] | None:
+    """Replicates of the mean over seeds from a two-level bootstrap: resample the seeds with replacement,
+    then for each drawn seed one of its own replicates over its samples, and average.
+
+    values: the seeds' estimates (n,); within: per seed, its bootstrap replicates over its samples (centred
+    on that seed's estimate, as `metrics.fd_inf_replicates` makes them). A seed's estimate already carries
+    its sampling noise, so resampling both levels as they stand counts that noise twice (Davison and
+    Hinkley 1997, sec. 3.8: the intervals come out too wide). As they advise, the seed level is shrunk
+    towards the mean, v_mean + c (v_s - v_mean), with c^2 = max(S^2 - s_w^2, 0) / S^2 (S^2 the variance of
+    the seeds' estimates, s_w^2 the mean variance of their replicates): the seed level then carries only
+    the spread between seeds beyond sampling noise, and the sampling level the rest. With seeds that
+    agree by chance more closely than their sampling noise allows, c = 0 and the interval still holds the
+    sampling noise (the seeds-only bootstrap would shrink to nothing).
+
+    None with fewer than two seeds (one seed says nothing of the spread between them) or where a seed has
+    no replicates: the interval then comes from the seeds alone."""
+    vals = np.asarray([float(v) for v in values])
+    if len(vals) < 2 or len(within) != len(vals) or any(w is None or len(w) == 0 for w in within):
+        return None
+    m = min(len(w) for w in within)
+    pool = np.asarray([list(w)[:m] for w in within], dtype=float)          # (n, m)
+    n, mean = len(vals), float(vals.mean())
+    between = float(np.var(vals, ddof=1))
+    sampling = float(np.mean(np.var(pool, axis=1, ddof=1))) if m > 1 else 0.0
+    c = math.sqrt(max(between - sampling, 0.0) / between) if between > 0 else 0.0
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n, size=(n_boot, n))                           # (B, n): the seeds drawn
+    draws = rng.integers(0, m, size=(n_boot, n))                           # (B, n): one replicate of each
+    level = mean + c * (vals[seeds] - mean)                                # the shrunk seed level
+    noise = pool[seeds, draws] - vals[seeds]                               # its sampling level
+    return [float(v) for v in (level + noise).mean(axis=1)]
+
+
 def time_to_threshold(rows: list[dict], threshold: float, key: str = "fd") -> dict | None:
     """When a training curve first reaches `key` <= threshold.
 

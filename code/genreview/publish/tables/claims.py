@@ -70,7 +70,8 @@ CAPTION = ("The claims ledger (\\texttt{paper/claims.yaml}): each qualitative cl
            "Each source is named by its ledger key (S0--S4) and cited with the lines of its text that make the "
            "claim. "
            "Seed counts are given with every number; a comparison gives the effect (a ratio, or a difference for "
-           "bounded metrics) with its 95\\% bootstrap interval over seeds and its $p$-value adjusted for the "
+           "bounded metrics) with its 95\\% bootstrap interval over seeds (for FD$_\\infty$ over seeds and the samples "
+           "within each seed) and its $p$-value adjusted for the "
            "ledger's many tests (Benjamini--Hochberg).")
 
 
