@@ -69,7 +69,8 @@ def test_drawn_fields_follow_the_optimisers():
 def test_plan_shares_each_draw_across_models_and_adds_the_ablation_to_dcgan_only():
     dyn = {"seeds": [0, 1], "draws": 2}
     by = {name: {r["label"]: r for r in plan(_spec(name, **dyn))} for name in ("vae", "dcgan", "wgan")}
-    assert list(by["dcgan"]) == ["seed0", "seed1", "draw0", "draw1", "detach_seed0"]
+    assert list(by["dcgan"]) == ["seed0", "seed1", "draw0", "draw1", "detach_seed0", "detach_seed1", "leak_seed0",
+                                 "leak_seed1"]
     assert list(by["vae"]) == list(by["wgan"]) == ["seed0", "seed1", "draw0", "draw1"]
     for i in range(2):
         v, d, w = (by[m][f"draw{i}"] for m in ("vae", "dcgan", "wgan"))
@@ -79,8 +80,10 @@ def test_plan_shares_each_draw_across_models_and_adds_the_ablation_to_dcgan_only
         assert v["batch_size"] == d["batch_size"] == w["batch_size"] == d["draw"]["batch_size"]
         assert v["seed"] == d["seed"] == 0
     assert by["dcgan"]["draw0"]["changed"]["lr_g"] != by["dcgan"]["draw1"]["changed"]["lr_g"]
-    assert by["dcgan"]["seed1"]["changed"] == {} and by["dcgan"]["detach_seed0"]["changed"] == {"detach_fake": False}
-    with pytest.raises(ValueError, match="no detach_fake field"):
+    assert by["dcgan"]["seed1"]["changed"] == {} and by["dcgan"]["detach_seed1"]["changed"] == {"detach_fake": False}
+    assert by["dcgan"]["leak_seed1"]["changed"] == {"detach_fake": False, "zero_g_grad": False}
+    assert by["dcgan"]["leak_seed1"]["seed"] == by["dcgan"]["detach_seed1"]["seed"] == 1
+    with pytest.raises(ValueError, match="no detach_fake or zero_g_grad field"):
         plan(_spec("vae", ablation_models=["vae"]))
     with pytest.raises(ValueError, match="detach_fake is false"):
         plan(_spec("dcgan", hparams={"detach_fake": False}))
@@ -138,7 +141,8 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
     assert len(built) == 1, "one reference per job, shared by its runs"
     runs = {r["label"]: r for r in res["runs"]}
     assert [(r["label"], r["kind"]) for r in res["runs"]] == [
-        ("seed0", "seed"), ("seed1", "seed"), ("draw0", "draw"), ("detach_seed0", "detach")]
+        ("seed0", "seed"), ("seed1", "seed"), ("draw0", "draw"), ("detach_seed0", "detach"), ("detach_seed1", "detach"),
+        ("leak_seed0", "leak"), ("leak_seed1", "leak")]
     assert res["n"] == 50 and res["steps"] == 3 and res["status"] == "ok"
     draw0 = draw(DynamicsConfig(**spec["dynamics"]), 0, 0)
     assert runs["draw0"]["batch_size"] == draw0["batch_size"] and runs["seed0"]["batch_size"] == 128
@@ -150,6 +154,8 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
         assert 0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1
     assert runs["detach_seed0"]["g_grad_in_d_step"] > 0, "without the detach D's backward reaches G"
     assert runs["seed0"]["g_grad_in_d_step"] == 0.0, "with it, G holds no gradient after D's step"
+    assert runs["seed0"]["g_update_cos"] is None and runs["detach_seed0"]["g_update_cos"] is None
+    assert -1 <= runs["leak_seed0"]["g_update_cos"] < 0.999999, "kept, D's gradient bends G's update"
     grids = torch.load(out / "dynamics_grids.pt")
     assert set(grids) == set(runs) and grids["draw0"].shape == (4, *SHAPE) and grids["draw0"].dtype == torch.uint8
 
@@ -166,7 +172,7 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
     monkeypatch.setattr(DCGAN, "train_step", no)
     spec["dynamics"]["n_samples"] = 30
     rescored = dynamics_run(spec, clf, out)
-    assert [r["n"] for r in rescored["runs"]] == [30] * 4
+    assert [r["n"] for r in rescored["runs"]] == [30] * 7
     assert [r["train_seconds"] for r in rescored["runs"]] == pytest.approx([r["train_seconds"] for r in res["runs"]],
                                                                            abs=0.05)
 

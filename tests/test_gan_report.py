@@ -92,12 +92,17 @@ def test_sensitivity_reads_failed_draws_first_then_the_range():
     assert sensitivity_verdict(_summary(**no_draws), "gan") is None
 
 
-def test_detach_ablation_pairs_the_run_with_its_seed():
-    runs = [_run("seed", 0, 30.0, ms=10.0), _run("seed", 1, 31.0, ms=11.0),
-            _run("detach", 0, 30.0, ms=15.0, label="detach_seed0")]
+def test_detach_ablation_pairs_each_run_with_its_seed():
+    runs = [_run("seed", 0, 30.0, ms=10.0), _run("seed", 1, 31.0, ms=11.0), _run("seed", 2, 32.0, ms=10.0),
+            _run("detach", 0, 30.0, ms=15.0, label="detach_seed0"),
+            _run("detach", 1, 31.0, ms=22.0, label="detach_seed1"),
+            _run("leak", 0, 90.0, label="leak_seed0"), _run("leak", 1, status="diverged", label="leak_seed1")]
     d = dynamics_study(_summary(dcgan=runs), "dcgan")["detach"]
-    assert d["with"]["label"] == "seed0" and d["time_ratio"] == pytest.approx(1.5)
-    assert "detach" not in dynamics_study(_summary(dcgan=runs[:2]), "dcgan")
+    assert [r["label"] for r in d["with"]["runs"]] == ["seed0", "seed1"]  # seed 2 has no ablation run
+    assert d["time_ratio"] == pytest.approx(1.75) and d["with"]["fd"]["values"] == [30.0, 31.0]
+    assert d["leak"]["n"] == 2 and d["leak"]["n_diverged"] == 1 and d["leak"]["fd"]["values"] == [90.0]
+    assert dynamics_study(_summary(dcgan=runs[:5]), "dcgan")["detach"]["leak"] is None
+    assert "detach" not in dynamics_study(_summary(dcgan=runs[:3]), "dcgan")
 
 
 def _main(d_output, d_real, d_fake):
@@ -118,3 +123,24 @@ def test_scientific_notation():
     assert sci(4e-4) == "$4 \\times 10^{-4}$"
     assert sci(2.5e-3, math_mode=False) == "2.5 \\times 10^{-3}"
     assert sci(None) == "n/a"
+
+
+def test_the_detach_claim_is_judged_on_the_loop_where_it_matters():
+    """rule_detach asks the engine about the leak runs (G's gradients kept) against the seed runs over their
+    seeds, not about our loop's runs (the same updates); every leak run diverging supports it outright."""
+    from genreview.publish.claims import Test, rule_detach
+
+    c = {"a": "dcgan"}
+    seeds = [_run("seed", s, 30.0 + s, ms=10.0) for s in range(3)]
+    ours = [_run("detach", s, 30.0 + s, ms=14.0, label=f"detach_seed{s}") for s in range(3)]
+    leak = [_run("leak", s, 80.0 + s, ms=14.0, label=f"leak_seed{s}") for s in range(3)]
+    test, ev, numbers = rule_detach(_summary(dcgan=seeds + ours + leak), c, 0.1)
+    assert isinstance(test, Test) and test["claimed"] == "higher" and test["metric"] == "fd"
+    assert test["a"]["values"] == [80.0, 81.0, 82.0] and test["b"]["values"] == [30.0, 31.0, 32.0]
+    assert numbers["leak"] and "keeps G's gradients" in ev and "1.4" in ev
+    test, ev, numbers = rule_detach(_summary(dcgan=seeds + ours), c, 0.1)  # an older build: no leak runs
+    assert test["a"]["values"] == [30.0, 31.0, 32.0] and not numbers["leak"]
+    gone = [_run("leak", s, status="diverged", label=f"leak_seed{s}") for s in range(3)]
+    verdict, ev, _ = rule_detach(_summary(dcgan=seeds + ours + gone), c, 0.1)
+    assert verdict == "supported" and "diverged" in ev
+    assert rule_detach(_summary(dcgan=seeds), c, 0.1)[0] == "not measured"

@@ -209,6 +209,45 @@ def test_detach_ablation(name):
             f"{which}'s parameters differ between detach_fake=True and False"
 
 
+def test_without_zeroing_g_steps_on_its_own_gradient_plus_ds():
+    """The loop where the detach matters: G's gradients not cleared before its step. Without the detach G's
+    update is then the sum of its own gradient and the one D's step left (checked against a model that takes
+    the two gradients one at a time), and `g_update_cos` is their cosine as the step reports it; with the
+    detach nothing leaks in and the updates are the usual ones."""
+    (x, y), = _batches(1)
+    base = _build("dcgan", detach_fake=False)
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+
+    def one_step(**cfg):
+        model = _build("dcgan", **cfg)
+        model.load_state_dict(state)
+        opts = model.configure_optimizers()
+        torch.manual_seed(1)
+        return model, model.train_step(x, y, opts), opts
+
+    leaky, out, _ = one_step(detach_fake=False, zero_g_grad=False)
+    clean, out_clean, _ = one_step(detach_fake=False)
+    same, out_same, _ = one_step(detach_fake=True, zero_g_grad=False)
+    assert "g_update_cos" not in out_clean and float(out_same["g_update_cos"]) == pytest.approx(1.0, abs=1e-6)
+    assert all(torch.equal(p, q) for p, q in zip(_params(same.G), _params(clean.G)))
+    # by hand: the fakes' gradient through D's loss, plus G's own, at the initial weights and the same noise
+    ref = _build("dcgan", detach_fake=False)
+    ref.load_state_dict(state)
+    opts = ref.configure_optimizers()
+    torch.manual_seed(1)
+    fake, _ = ref.critic_step(x * 2 - 1, y, opts, generator_turn=True)
+    left = [p.grad.clone() for p in ref.G.parameters()]
+    opts["g"].zero_grad(set_to_none=True)
+    ref.generator_loss(fake, y).backward()
+    own = [p.grad.clone() for p in ref.G.parameters()]
+    total = [a + b for a, b in zip(left, own)]
+    cos = sum((t * o).sum() for t, o in zip(total, own)) / torch.sqrt(
+        sum(t.pow(2).sum() for t in total) * sum(o.pow(2).sum() for o in own))
+    assert float(out["g_update_cos"]) == pytest.approx(float(cos), rel=1e-4) and float(cos) < 0.999
+    assert not all(torch.allclose(p, q) for p, q in zip(_params(leaky.G), _params(clean.G))), \
+        "kept, D's gradient changes G's update"
+
+
 def test_dcgan_default_is_detached():
     assert DCGANConfig().detach_fake is True
 

@@ -165,12 +165,13 @@ def _gan_study_files(tmp: Path, cfg: dict, seeds, diverged) -> tuple[list[str], 
     for i, m in enumerate(C.dynamics_models(cfg)):
         runs = []
         for j, (kind, seed) in enumerate([("seed", 0), ("seed", 1), ("seed", 2), ("draw", 0), ("draw", 0),
-                                          ("detach", 0)]):
-            if kind == "detach" and m != "dcgan":
+                                          ("detach", 0), ("detach", 1), ("leak", 0), ("leak", 1)]):
+            if kind in ("detach", "leak") and m != "dcgan":
                 continue
             run = {"label": f"{kind}{j}", "kind": kind, "seed": seed, "batch_size": 64, "hparams": {},
                    "status": "ok", "steps": 3, "ms_per_step": 10.0 + j, "train_seconds": 0.1,
-                   "g_grad_in_d_step": 0.5 if kind == "detach" else 0.0}
+                   "g_grad_in_d_step": 0.5 if kind in ("detach", "leak") else 0.0,
+                   "g_update_cos": 0.3 if kind == "leak" else None}
             if j == 4:
                 run["status"] = "diverged"
             else:

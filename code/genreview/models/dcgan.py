@@ -12,7 +12,11 @@ A step is written as two halves, `critic_step` and `generator_step`, around two 
 projection cGAN) change the losses, the optimisers and how often G steps, not the loop.
 `detach_fake = False` is the review's ablation of the `.detach()`: D's backward then also
 runs through G and leaves gradients on it (reported as `g_grad_in_d_step`), and G's graph
-must be kept alive for G's own step.
+must be kept alive for G's own step. A loop that clears G's gradients before G's step (ours,
+`zero_g_grad = True`) throws them away, so the detach only saves compute there; with
+`zero_g_grad = False` they are added to G's own gradient, which then also descends D's loss (makes
+the fakes easier to tell apart). That step reports `g_update_cos`, the cosine between the gradient G
+steps on and its own loss's gradient (1 when nothing leaked in).
 """
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ class DCGANConfig:
     beta2: float = hp(0.999, minimum=0, maximum=1)
     ema_decay: float = hp(0.999, minimum=0, maximum=1)  # 0 samples from the raw generator
     detach_fake: bool = hp(True, doc="False: D's step backpropagates into G too (the ablation of the detach)")
+    zero_g_grad: bool = hp(True, doc="False: G's step keeps the gradients D's step left on G instead of clearing "
+                                     "them (the loop in which the detach matters; with detach_fake true there "
+                                     "are none to keep)")
 
 
 class Generator(nn.Module):
@@ -181,11 +188,23 @@ class DCGAN(GenerativeModel):
         return fake, {k: v.detach() for k, v in d.items()}
 
     def generator_step(self, fake, y, optimizers, amp=nullcontext) -> torch.Tensor:
-        """One optimiser step of G on the fakes of `critic_step`, then the EMA; returns the loss."""
+        """One optimiser step of G on the fakes of `critic_step`, then the EMA; returns the loss. With
+        `zero_g_grad` false, G steps on what D's step left on its gradients plus its own loss's gradient, and
+        the cosine between that sum and its own gradient is kept in `self.g_update_cos` (a device scalar)."""
         with amp():
             g_loss = self.generator_loss(fake, y)
-        optimizers["g"].zero_grad(set_to_none=True)
-        g_loss.backward()
+        if self.cfg.zero_g_grad:
+            optimizers["g"].zero_grad(set_to_none=True)
+            g_loss.backward()
+        else:
+            params = [p for p in self.G.parameters()]
+            left = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+            g_loss.backward()
+            total = [p.grad.detach().float() if p.grad is not None else torch.zeros_like(p) for p in params]
+            own = [t - lf.float() for t, lf in zip(total, left)]
+            dot = sum((t * o).sum() for t, o in zip(total, own))
+            norms = torch.sqrt(sum(t.pow(2).sum() for t in total) * sum(o.pow(2).sum() for o in own))
+            self.g_update_cos = dot / norms.clamp_min(1e-30)
         optimizers["g"].step()
         if self.G_ema is not None:
             self.G_ema.update(self.G)
@@ -194,7 +213,10 @@ class DCGAN(GenerativeModel):
     def train_step(self, x, y, optimizers, amp=nullcontext):
         fake, d = self.critic_step(x * 2 - 1, y, optimizers, amp)
         g_loss = self.generator_step(fake, y, optimizers, amp)
-        return {"loss": d["d_loss"] + g_loss, "g_loss": g_loss, **d}
+        out = {"loss": d["d_loss"] + g_loss, "g_loss": g_loss, **d}
+        if not self.cfg.zero_g_grad:
+            out["g_update_cos"] = self.g_update_cos.detach()
+        return out
 
     def loss(self, x, y=None):
         """Both players' losses on a batch, without updating anything (for validation)."""

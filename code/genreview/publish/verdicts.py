@@ -275,7 +275,8 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
     FD of the random-hyperparameter runs, sorted, and their relative range (max - min) / median;
     seed failures (the stability rule): seed runs that diverged, or that started (`started`) and collapsed
     (`collapsed`), out of the seed runs that diverged or started; never_started: seed runs still at the noise
-    ceiling; draw failures (the sensitivity rule): draws that diverged or collapsed; detach: the ablation pair."""
+    ceiling; draw failures (the sensitivity rule): draws that diverged or collapsed; detach: the ablation
+    (`detach_ablation`)."""
     d = summary.get("dynamics", {}).get(model)
     if not d:
         return None
@@ -298,13 +299,40 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
            "n_failed": sum(_failed(r, floor) for r in judged),
            "n_draws_failed": sum(_failed(r, floor) for r in draws)}
     out["fail_rate"] = out["n_failed"] / out["n_runs"] if out["n_runs"] else None
-    detached = next((r for r in runs if r["kind"] == "detach"), None)
-    if detached:
-        pair = next((r for r in seeds if r["seed"] == detached["seed"]), None)
-        if pair:
-            out["detach"] = {"with": pair, "without": detached,
-                             "time_ratio": detached["ms_per_step"] / pair["ms_per_step"]}
+    detach = detach_ablation(runs)
+    if detach:
+        out["detach"] = detach
     return out
+
+
+def _ablation_side(rs: list[dict]) -> dict:
+    """The runs of one side of the detach ablation: FD over those that trained (a stat), and the means of the
+    cost per step, the gradient D's step left on G and the cosine of G's update with its own gradient."""
+    ok = [r for r in rs if r.get("status") == "ok"]
+
+    def mean(k):
+        v = [r[k] for r in rs if r.get(k) is not None]
+        return float(np.mean(v)) if v else None
+    return {"runs": rs, "n": len(rs), "n_diverged": len(rs) - len(ok), "fd": stat(r.get("fd") for r in ok),
+            **{k: mean(k) for k in ("ms_per_step", "g_grad_in_d_step", "g_update_cos")}}
+
+
+def detach_ablation(runs: list[dict]) -> dict | None:
+    """The .detach() ablation of a dynamics study (`studies.dynamics`), each ablation run paired with the seed run
+    at its seed: "with" (those seed runs), "without" (no detach, G's gradients cleared before its step: our loop),
+    "leak" (no detach and G's gradients kept: the loop where the detach matters; None without such runs),
+    each `_ablation_side`, and "time_ratio", the mean over pairs of the cost per step without the detach over
+    that with it. None without a paired ablation run."""
+    seeds = {r["seed"]: r for r in runs if r["kind"] == "seed"}
+    sides = {k: [r for r in runs if r["kind"] == k and r["seed"] in seeds] for k in ("detach", "leak")}
+    if not sides["detach"]:
+        return None
+    paired = sorted({r["seed"] for r in sides["detach"]} | {r["seed"] for r in sides["leak"]})
+    ratios = [r["ms_per_step"] / seeds[r["seed"]]["ms_per_step"] for r in sides["detach"]
+              if r.get("ms_per_step") and seeds[r["seed"]].get("ms_per_step")]
+    return {"with": _ablation_side([seeds[k] for k in paired]), "without": _ablation_side(sides["detach"]),
+            "leak": _ablation_side(sides["leak"]) if sides["leak"] else None,
+            "time_ratio": float(np.mean(ratios)) if ratios else None}
 
 
 def stability_verdict(summary: dict, model: str, baseline: str = "vae") -> dict | None:

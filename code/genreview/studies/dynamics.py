@@ -12,9 +12,14 @@ under the protocol (`metrics.Reference`) at one N:
 - "draw" runs: random hyperparameters, the same draws for every family. Sensitivity: the learning
   rate, log-uniform, given to every learning rate the config has; Adam's betas where the
   optimiser uses them (not WGAN's RMSprop, Arjovsky et al. 2017); the batch size.
-- "detach" run: DCGAN with `detach_fake = False`, paired with the seed run at the same seed. D's
+- "detach" runs: DCGAN with `detach_fake = False`, each paired with the seed run at the same seed. D's
   backward then also reaches G; the squared norm of the gradient it leaves there
-  (`g_grad_in_d_step`, exactly 0 with the detach) and the cost per step measure the ablation.
+  (`g_grad_in_d_step`, exactly 0 with the detach) and the cost per step measure the ablation in our
+  loop, which clears G's gradients before G's step (so G's updates are those of the seed run).
+- "leak" runs: the same without clearing them (`zero_g_grad = False`), the loop in which the detach
+  matters: G then steps on its own gradient plus D's, and `g_update_cos` (the cosine between the two
+  directions G could step in) says how far the leak bends its update; its FD against the seed runs' says
+  what that does to the samples.
 
 Each run also reports D's mean output on real and fake images in its last log window: at the
 optimum of the original game D(x) = 1/2 everywhere (Goodfellow et al. 2014), and a D that
@@ -128,15 +133,19 @@ def plan(spec: dict) -> list[dict]:
         runs.append({"label": f"draw{i}", "kind": "draw", "seed": first, "batch_size": d["batch_size"],
                      "changed": {f: d["lr"] if f in LR_FIELDS else d[f] for f in fields}, "draw": d})
     if name in dyn.ablation_models:
-        if "detach_fake" not in hparams:
-            raise ValueError(f"dynamics.ablation_models lists {name}, whose config has no detach_fake field: "
-                             f"remove it there")
+        if "detach_fake" not in hparams or "zero_g_grad" not in hparams:
+            raise ValueError(f"dynamics.ablation_models lists {name}, whose config has no detach_fake or "
+                             f"zero_g_grad field: remove it there")
         if not hparams["detach_fake"]:
             raise ValueError(f"hparams.{name}.detach_fake is false, but the ablation compares its seed runs "
                              f"(detached) with a run without the detach: set it true or remove {name} "
                              f"from dynamics.ablation_models")
-        runs.append({"label": f"detach_seed{first}", "kind": "detach", "seed": first, "batch_size": batch,
-                     "changed": {"detach_fake": False}, "draw": None})
+        for s in dyn.seeds:  # each paired with the seed run at its seed
+            runs.append({"label": f"detach_seed{s}", "kind": "detach", "seed": s, "batch_size": batch,
+                         "changed": {"detach_fake": False}, "draw": None})
+        for s in dyn.seeds:
+            runs.append({"label": f"leak_seed{s}", "kind": "leak", "seed": s, "batch_size": batch,
+                         "changed": {"detach_fake": False, "zero_g_grad": False}, "draw": None})
     return runs
 
 
@@ -170,14 +179,18 @@ def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int, chosen: 
 
 
 def _log_stats(path: Path) -> dict:
-    """D's outputs in the last log window, the mean g_grad_in_d_step over all steps, the last losses."""
+    """D's outputs in the last log window, the means of g_grad_in_d_step and g_update_cos over all steps (None
+    where the model does not log them), the last losses."""
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     last = rows[-1] if rows else {}
-    grad = None
-    if rows and "g_grad_in_d_step" in last:  # each window is a mean over its steps: weight by their count
-        widths = np.diff([0] + [r["step"] for r in rows])
-        grad = float(sum(w * r["g_grad_in_d_step"] for w, r in zip(widths, rows)) / widths.sum())
-    return {"d_real": last.get("d_real"), "d_fake": last.get("d_fake"), "g_grad_in_d_step": grad,
+    widths = np.diff([0] + [r["step"] for r in rows]) if rows else None
+
+    def mean(k):  # each window is a mean over its steps: weight by their count
+        if not rows or k not in last:
+            return None
+        return float(sum(w * r[k] for w, r in zip(widths, rows) if k in r) / widths.sum())
+    return {"d_real": last.get("d_real"), "d_fake": last.get("d_fake"), "g_grad_in_d_step": mean("g_grad_in_d_step"),
+            "g_update_cos": mean("g_update_cos"),
             "final_losses": {k: v for k, v in last.items() if k not in LOG_BOOKKEEPING}}
 
 

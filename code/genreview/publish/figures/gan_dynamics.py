@@ -22,7 +22,8 @@ from .inputs import Draw
 # run kind -> (marker, filled, legend label) in the dynamics figure
 KIND_STYLE = {"seed": ("o", True, "seed, configured hyperparameters"),
               "draw": ("o", False, "random hyperparameter draw"),
-              "detach": ("^", True, "without .detach() (ablation)")}
+              "detach": ("^", True, "without .detach(), G's gradients cleared (ablation)"),
+              "leak": ("v", True, "without .detach(), G's gradients kept (ablation)")}
 IMAGES_PER_RUN = 4   # samples of the best and of the worst run per model in the dynamics figure
 
 
