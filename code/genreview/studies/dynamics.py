@@ -133,10 +133,11 @@ def plan(spec: dict) -> list[dict]:
         runs.append({"label": f"draw{i}", "kind": "draw", "seed": first, "batch_size": d["batch_size"],
                      "changed": {f: d["lr"] if f in LR_FIELDS else d[f] for f in fields}, "draw": d})
     if name in dyn.ablation_models:
-        if "detach_fake" not in hparams or "zero_g_grad" not in hparams:
+        has = {f.name for f in dataclasses.fields(REGISTRY[name][1])}
+        if not {"detach_fake", "zero_g_grad"} <= has:
             raise ValueError(f"dynamics.ablation_models lists {name}, whose config has no detach_fake or "
                              f"zero_g_grad field: remove it there")
-        if not hparams["detach_fake"]:
+        if not hparams.get("detach_fake", True):
             raise ValueError(f"hparams.{name}.detach_fake is false, but the ablation compares its seed runs "
                              f"(detached) with a run without the detach: set it true or remove {name} "
                              f"from dynamics.ablation_models")
