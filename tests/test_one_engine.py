@@ -176,3 +176,30 @@ def test_judge_words_kinds_and_reasons():
         V.judge(a, b, "fd", claimed="below")
     with pytest.raises(KeyError, match="METRICS"):
         V.judge(a, b, "no_such_metric")
+
+
+def test_a_sentence_comparing_a_ledger_tests_data_takes_its_adjusted_p():
+    """A comparison in the prose of exactly the data of a ledger test (either way round) uses the ledger's
+    settings and Benjamini-Hochberg adjusted p-value, so it cannot call different what the ledger calls
+    inconclusive; other comparisons keep their own p-value."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = st(10.0, 10.6, 11.2, 10.3, 10.9), st(11.1, 11.4, 11.9, 10.8, 11.6)   # raw p near 0.04
+    z, w = st(*rng.normal(10, 1, 5)), st(*rng.normal(10, 1, 5))                 # no difference
+    summary = {"profile": "t", "order": list("xyzw"),
+               "models": {n: {"n_ok": 5, "family": "f", "display": n, "metrics": {"fd": v}}
+                          for n, v in zip("xyzw", (x, y, z, w))}}
+    claim = {"sources": [], "topic": "t", "test": "compare", "quantity": "fd", "expect": "lower"}
+    ledger = {"sources": {}, "claims": [{**claim, "id": "c1", "claim": "x beats y", "a": "x", "b": "y"},
+                                        {**claim, "id": "c2", "claim": "z beats w", "a": "z", "b": "w"}]}
+    out = CL.evaluate(summary, ledger)
+    r = out["by_id"]["c1"]
+    assert r["p"] < 0.05 < r["p_adj"] and r["verdict"] == "inconclusive", r
+    assert V.compare(x, y, "fd").kind == "different", "alone, the raw p-value would call them different"
+    prose = V.Ledger(out)
+    for a, b in ((x, y), (y, x)):
+        j = prose.compare(a, b, "fd")
+        assert j.kind == "inconclusive" and j.p_adj == pytest.approx(r["p_adj"])
+    assert prose.compare(x, w, "fd").p_adj == V.compare(x, w, "fd").p_adj   # not a ledger test: its own p
+    assert V.Ledger(None).cfg == V.Ledger({}).cfg

@@ -33,7 +33,7 @@ from scipy import stats as sps
 from ..summary import inference as I
 from ..summary.stats import plateau
 from .formatting import fmt, pm, sci, times
-from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, collapsed, dynamics_study, equilibrium, judge,
+from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, collapsed, data_key, dynamics_study, equilibrium, judge,
                        probe_metric, sampler_study, sensitivity_verdict, stability_verdict)
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not measured")
@@ -500,7 +500,9 @@ def evaluate(summary: dict, ledger: dict) -> dict:
     one_seed = sum(r["reason"] == "one seed" for r in rows)
     budget = sum(str(r["reason"]).startswith("budget-limited") for r in rows)
     judge_dependent = sum(str(r["reason"]).startswith("judge-dependent") for r in rows)
+    by_data = {data_key(t["a"], t["b"], t["metric"]): adjusted[k] for k, t in tests.items() if k in adjusted}
     return {"profile": summary["profile"], "margin": cfg.margin, "alpha": cfg.alpha, "level": cfg.level,
+            "n_boot": cfg.n_boot, "seed": cfg.seed, "adjusted": by_data,
             "n_tests": len(family), "claims": rows, "counts": counts, "one_seed": one_seed,
             "budget_limited": budget, "plateau_gain": cfg.plateau_gain, "judge_dependent": judge_dependent,
             "judge_agreement": judge_agreement(summary),

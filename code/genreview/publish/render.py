@@ -78,6 +78,7 @@ def render(template_dir: str | Path, summary_path: str | Path, out_dir: str | Pa
     env = environment(template_dir)
     ctx = context(summary, out_dir, Path(figures), Path(tables))
     ctx["claims"] = load_json(claims) if claims else None
+    ctx["compare"] = V.Ledger(ctx["claims"]).compare  # the ledger's settings and adjusted p-values
     ctx["prov"] = load_json(provenance) if provenance else None
     written = []
     for src in sorted(template_dir.rglob("*")):

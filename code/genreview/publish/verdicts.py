@@ -135,8 +135,37 @@ def judge(a, b, metric: str, claimed: str | None = None, words=("lower than", "h
 
 
 def compare(a: dict, b, metric: str, words=("lower than", "higher than"), sig: int = 3) -> Judgement:
-    """`judge` without a claim: the templates' name for it (the word comes from the same rule)."""
+    """`judge` without a claim, at the default settings (the templates get `Ledger.compare`, the same rule at
+    the ledger's settings)."""
     return judge(a, b, metric, words=words, sig=sig)
+
+
+def data_key(a, b, metric: str) -> str:
+    """What a comparison compares, as text: the metric and each side's seed values (or fixed value). The
+    ledger records its adjusted p-values under these keys, so that the prose finds them."""
+    def side(x):
+        if isinstance(x, dict):
+            return ",".join(f"{float(v):.12g}" for v in x.get("values") or [])
+        return f"={float(x):.12g}"
+    return f"{metric}|{side(a)}|{side(b)}"
+
+
+class Ledger:
+    """The prose's comparisons at the ledger's settings (`claims.evaluate`'s output, claims.json: margin, alpha,
+    level, bootstrap), and where a sentence compares exactly the data of a ledger test (either way round), with
+    that test's Benjamini-Hochberg adjusted p-value: a sentence and the ledger cannot then disagree. Other
+    comparisons in the prose are descriptive, judged on their own p-value. None: the default settings."""
+
+    def __init__(self, claims: dict | None):
+        claims = claims or {}
+        self.cfg = I.InferenceConfig.from_mapping(claims, "claims.json") if claims else I.InferenceConfig()
+        self.adjusted = dict(claims.get("adjusted") or {})
+
+    def p_adj(self, a, b, metric: str) -> float | None:
+        return self.adjusted.get(data_key(a, b, metric), self.adjusted.get(data_key(b, a, metric)))
+
+    def compare(self, a: dict, b, metric: str, words=("lower than", "higher than"), sig: int = 3) -> Judgement:
+        return judge(a, b, metric, words=words, sig=sig, cfg=self.cfg, p_adj=self.p_adj(a, b, metric))
 
 
 def evidence(j: Judgement) -> str:
