@@ -501,3 +501,17 @@ def test_a_quality_verdict_the_other_judges_do_not_share_is_judge_dependent(tmp_
     assert "judge-dependent" in text and "Spearman's $\\rho$ from" in text
     s["judges"] = {}
     assert CL.evaluate(s, CL.load_ledger(LEDGER))["judge_agreement"] is None
+
+
+def test_inconclusive_verdicts_are_grouped_by_what_keeps_them_open():
+    from genreview.publish.claims import WHY, why
+
+    assert why("one seed") == "one seed"
+    assert why("budget-limited: DCGAN's FD still fell 12\\% over its last doubling of training") == "budget-limited"
+    assert why("budget-limited: too few runs left the noise ceiling") == "budget-limited"
+    assert why("judge-dependent: the ResNet judge disagrees") == "judge-dependent"
+    assert why("fewer than 3 runs") == "too few runs"
+    for r in ("interval includes no difference", "not significant after correction", "neither test significant",
+              "both ways round", None):
+        assert why(r) == "not significant"
+    assert set(WHY) == {why(r) for r in ("one seed", "budget-limited", "judge-dependent", "fewer than", "x")}

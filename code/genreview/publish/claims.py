@@ -497,6 +497,8 @@ def evaluate(summary: dict, ledger: dict) -> dict:
             _judges(summary, r, tests[r["id"]], cfg)
             _budget(summary, r, cfg.plateau_gain)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+    for r in rows:
+        r["why"] = why(r["reason"]) if r["verdict"] == "inconclusive" else None
     one_seed = sum(r["reason"] == "one seed" for r in rows)
     budget = sum(str(r["reason"]).startswith("budget-limited") for r in rows)
     judge_dependent = sum(str(r["reason"]).startswith("judge-dependent") for r in rows)
@@ -507,6 +509,20 @@ def evaluate(summary: dict, ledger: dict) -> dict:
             "budget_limited": budget, "plateau_gain": cfg.plateau_gain, "judge_dependent": judge_dependent,
             "judge_agreement": judge_agreement(summary),
             "sources": ledger["sources"], "by_id": {r["id"]: r for r in rows}}
+
+
+# What keeps an inconclusive verdict open, in the order the paper lists them (`why`).
+WHY = ("one seed", "budget-limited", "judge-dependent", "too few runs", "not significant")
+
+
+def why(reason: str | None) -> str:
+    """The kind of an inconclusive verdict's reason (one of WHY): a single seed, a model still improving, judges
+    that disagree, too few runs for a study's test, or an interval or test that cannot exclude no difference."""
+    r = str(reason or "")
+    for kind in WHY[:3]:
+        if r.startswith(kind):
+            return kind
+    return "too few runs" if r.startswith("fewer than") else "not significant"
 
 
 def convergence(summary: dict, model: str, gain: float) -> dict | None:
