@@ -71,7 +71,12 @@ def test_plan_shares_each_draw_across_models_and_adds_the_ablation_to_dcgan_only
     by = {name: {r["label"]: r for r in plan(_spec(name, **dyn))} for name in ("vae", "dcgan", "wgan")}
     assert list(by["dcgan"]) == ["seed0", "seed1", "draw0", "draw1", "detach_seed0", "detach_seed1", "leak_seed0",
                                  "leak_seed1"]
-    assert list(by["vae"]) == list(by["wgan"]) == ["seed0", "seed1", "draw0", "draw1"]
+    assert list(by["wgan"]) == ["seed0", "seed1", "draw0", "draw1"]
+    assert list(by["vae"]) == ["seed0", "seed1", "draw0", "draw1", "beta0.25_seed0", "beta0.25_seed1", "beta4_seed0",
+                               "beta4_seed1"]   # the KL-weight runs, at every seed
+    assert by["vae"]["beta4_seed1"]["changed"] == {"beta": 4.0} and by["vae"]["beta4_seed1"]["kind"] == "beta"
+    with pytest.raises(ValueError, match="no KL weight"):
+        plan(_spec("dcgan", beta_models=["dcgan"]))
     for i in range(2):
         v, d, w = (by[m][f"draw{i}"] for m in ("vae", "dcgan", "wgan"))
         lr = v["changed"]["lr"]
@@ -152,6 +157,7 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
         assert len(r["class_histogram"]) == 10 and sum(r["class_histogram"]) == pytest.approx(1.0)
         assert r["collapsed"] == (r["classes_covered"] < 5) and r["d_output"] == "probability"
         assert 0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1
+        assert r["sharpness_real"] > 0 and r["blur"] >= 0, "blur against the real images, for the KL-weight runs"
     assert runs["detach_seed0"]["g_grad_in_d_step"] > 0, "without the detach D's backward reaches G"
     assert runs["seed0"]["g_grad_in_d_step"] == 0.0, "with it, G holds no gradient after D's step"
     assert runs["seed0"]["g_update_cos"] is None and runs["detach_seed0"]["g_update_cos"] is None
@@ -178,7 +184,7 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
 
 
 def test_diverged_run_is_recorded_not_scored(fmnist_root, tiny_classifier_dir, tmp_path):
-    spec = _spec("vae", fmnist_root, steps=3, seeds=[0], draws=0, n_samples=20)
+    spec = _spec("vae", fmnist_root, steps=3, seeds=[0], draws=0, n_samples=20, beta_models=[])
     spec["train_spec"]["train"]["explode_threshold"] = 1e-9  # every loss "explodes" at the first step
     res = dynamics_run(spec, tiny_classifier_dir / "classifier.pt", tmp_path)
     (run,) = res["runs"]

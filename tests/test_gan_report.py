@@ -144,3 +144,31 @@ def test_the_detach_claim_is_judged_on_the_loop_where_it_matters():
     verdict, ev, _ = rule_detach(_summary(dcgan=seeds + ours + gone), c, 0.1)
     assert verdict == "supported" and "diverged" in ev
     assert rule_detach(_summary(dcgan=seeds), c, 0.1)[0] == "not measured"
+
+
+def test_blur_against_the_kl_weight():
+    """beta_study groups the VAE's KL-weight runs with its seed runs (the configured weight) by increasing
+    weight; rule_beta_blur asks the engine about blur at the largest weight against the smallest."""
+    from genreview.publish.claims import Test, rule_beta_blur
+    from genreview.publish.verdicts import beta_study
+
+    def run(kind, seed, b, blur, status="ok"):
+        r = _run(kind, seed, 50.0, status=status, label=f"{kind}{b}_seed{seed}")
+        r.update(changed={"beta": b} if kind == "beta" else {}, blur=blur if status == "ok" else None)
+        return r
+    runs = ([run("seed", s, 1.0, 0.30 + s / 100) for s in range(3)] + [run("beta", s, 4.0, 0.60 + s / 100)
+                                                                        for s in range(3)]
+            + [run("beta", s, 0.25, 0.10) for s in range(2)] + [run("beta", 2, 0.25, None, status="diverged")])
+    summary = _summary(vae=runs)
+    st = beta_study(summary, "vae")
+    assert [r["beta"] for r in st["rows"]] == [0.25, 1.0, 4.0] and [r["configured"] for r in st["rows"]] == [
+        False, True, False]
+    assert st["rows"][0]["n"] == 3 and st["rows"][0]["blur"]["values"] == [0.10, 0.10]
+    test, ev, numbers = rule_beta_blur(summary, {"a": "vae"}, 0.1)
+    assert isinstance(test, Test) and test["claimed"] == "higher" and test["metric"] == "blur"
+    assert test["a"]["values"] == pytest.approx([0.60, 0.61, 0.62]) and test["b"]["values"] == [0.10, 0.10]
+    assert "0.25" in ev and "4" in ev and (numbers["beta_low"], numbers["beta_high"]) == (0.25, 4.0)
+    summary["models"]["vae"] = {"hparams": {"beta": 0.5}}   # the seed runs' weight comes from the main run
+    assert [r["beta"] for r in beta_study(summary, "vae")["rows"]] == [0.25, 0.5, 4.0]
+    assert beta_study(_summary(vae=runs[:3]), "vae") is None
+    assert rule_beta_blur(_summary(vae=runs[:3]), {"a": "vae"}, 0.1)[0] == "not measured"

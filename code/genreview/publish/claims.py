@@ -33,12 +33,13 @@ from scipy import stats as sps
 from ..summary import inference as I
 from ..summary.stats import plateau
 from .formatting import fmt, pm, sci, times
-from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, collapsed, data_key, dynamics_study, equilibrium, judge,
+from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, beta_study, collapsed, data_key, dynamics_study, equilibrium,
+                       judge,
                        probe_metric, sampler_study, sensitivity_verdict, stability_verdict)
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not measured")
 TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",
-         "equilibrium", "detach", "ddim", "no_likelihood", "exact_likelihood")
+         "equilibrium", "detach", "ddim", "no_likelihood", "exact_likelihood", "beta_blur")
 FIELDS = {"id", "claim", "sources", "passages", "topic", "test", "quantity", "a", "b", "expect", "models",
           "baseline", "value", "value_label"}
 SOURCE_FIELDS = ("key", "file")  # each source: its BibTeX key and the file of its text (the seeds folder)
@@ -106,7 +107,7 @@ def load_ledger(path: str | Path) -> dict:
                 "stability": ("a", "b"), "sensitivity": ("a", "b"), "collapse": ("models", "baseline"),
                 "no_collapse": ("models",), "no_divergence": ("models",), "equilibrium": ("a",),
                 "detach": ("a",), "ddim": ("a",), "no_likelihood": ("models",),
-                "exact_likelihood": ("models",)}[c["test"]]
+                "exact_likelihood": ("models",), "beta_blur": ("a",)}[c["test"]]
         for f in need:
             if f not in c:
                 raise LedgerError(f"{where}: test '{c['test']}' needs field '{f}'")
@@ -411,6 +412,24 @@ def rule_detach(summary, c, margin):
     ev = (f"FD {fmt(test_side['fd']['mean'])} {what}{cos} vs.\\ {fmt(w['fd']['mean'])} with it "
           f"({_seeds(test_side['fd'])} vs.\\ {_seeds(w['fd'])}, {w['runs'][0].get('steps', '')} steps){cost}")
     return Test(a=test_side["fd"], b=w["fd"], metric="fd", claimed="higher"), ev, numbers
+
+
+def rule_beta_blur(summary, c, margin):
+    """Claim: the VAE's blur comes from the trade-off between reconstruction and regularisation. Test: over the
+    KL-weight runs of the short-run study (`verdicts.beta_study`), blur at the largest weight is higher than at
+    the smallest (the engine, over the seeds of both); the evidence lists blur at every weight."""
+    st = beta_study(summary, c["a"])
+    if not st:
+        return "not measured", f"needs {_tx(c['a'])}'s runs at other KL weights (dynamics.beta_models)", {}
+    rows = [r for r in st["rows"] if r["blur"]["n"]]
+    if len(rows) < 2:
+        return "not measured", "fewer than two KL weights have scored runs", {}
+    lo, hi = rows[0], rows[-1]
+    ev = ("blur " + ", ".join(f"{fmt(r['blur']['mean'], 2)} at $\\beta = {fmt(r['beta'], 2)}$" for r in rows)
+          + f" ({_seeds(hi['blur'])} per weight, {st['steps']} updates each)")
+    return (Test(a=hi["blur"], b=lo["blur"], metric="blur", claimed="higher"), ev,
+            {"beta_low": lo["beta"], "beta_high": hi["beta"], "blur_low": lo["blur"]["mean"],
+             "blur_high": hi["blur"]["mean"]})
 
 
 def rule_ddim(summary, c, margin):

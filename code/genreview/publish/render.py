@@ -32,7 +32,7 @@ def environment(template_dir: str | Path) -> jinja2.Environment:
                        times=F.times, duration=F.duration, tex=tex_escape, sci=F.sci,
                        sampler_study=V.sampler_study, guidance_study=V.guidance_study,
                        best_point=V.best_point, small_loss=V.SMALL_LOSS,
-                       dynamics_study=V.dynamics_study, stability_verdict=V.stability_verdict,
+                       dynamics_study=V.dynamics_study, stability_verdict=V.stability_verdict, beta_study=V.beta_study,
                        sensitivity_verdict=V.sensitivity_verdict, equilibrium=V.equilibrium,
                        probe_metric=V.probe_metric, study_alpha=V.STUDY_ALPHA, started_share=V.STARTED,
                        collapse_precision=V.COLLAPSE_PRECISION, collapse_coverage=V.COLLAPSE_COVERAGE,

@@ -334,6 +334,28 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
     return out
 
 
+def beta_study(summary: dict, model: str = "vae") -> dict | None:
+    """A model's short runs at other KL weights (the dynamics study's "beta" runs) beside its seed runs at the
+    configured weight (the main run's hparams, 1 when it records none): {"model", "steps", "rows": [{"beta",
+    "configured", "n", "n_ok", "blur", "fd"} by increasing beta, blur and fd stats over the runs that trained]}.
+    None without beta runs."""
+    d = summary.get("dynamics", {}).get(model)
+    runs = (d or {}).get("runs", [])
+    if not any(r["kind"] == "beta" for r in runs):
+        return None
+    configured = float(((summary.get("models", {}).get(model) or {}).get("hparams") or {}).get("beta", 1.0))
+    groups = {configured: [r for r in runs if r["kind"] == "seed"]}
+    for r in runs:
+        if r["kind"] == "beta":
+            groups.setdefault(float(r["changed"]["beta"]), []).append(r)
+    rows = []
+    for b in sorted(groups):
+        ok = [r for r in groups[b] if r.get("status") == "ok"]
+        rows.append({"beta": b, "configured": b == configured, "n": len(groups[b]), "n_ok": len(ok),
+                     "blur": stat(r.get("blur") for r in ok), "fd": stat(r.get("fd") for r in ok)})
+    return {"model": model, "steps": d["steps"], "rows": rows}
+
+
 def _ablation_side(rs: list[dict]) -> dict:
     """The runs of one side of the detach ablation: FD over those that trained (a stat), and the means of the
     cost per step, the gradient D's step left on G and the cosine of G's update with its own gradient."""

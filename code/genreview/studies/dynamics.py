@@ -16,6 +16,9 @@ under the protocol (`metrics.Reference`) at one N:
   backward then also reaches G; the squared norm of the gradient it leaves there
   (`g_grad_in_d_step`, exactly 0 with the detach) and the cost per step measure the ablation in our
   loop, which clears G's gradients before G's step (so G's updates are those of the seed run).
+- "beta" runs: a VAE at other KL weights (`betas`) at every seed, beside the seed runs at the configured
+  one: its blur against real images (`evaluate.blur`) as the weight of the regulariser grows, the
+  sources' explanation of the VAE's blur (a trade-off between reconstruction and regularisation).
 - "leak" runs: the same without clearing them (`zero_g_grad = False`), the loop in which the detach
   matters: G then steps on its own gradient plus D's, and `g_update_cos` (the cosine between the two
   directions G could step in) says how far the leak bends its update; its FD against the seed runs' says
@@ -46,8 +49,8 @@ from .. import data as D
 from ..files import load_cache, load_json, load_torch, rebuild_command
 from ..hparams import MODEL_NAME, hp
 from ..evaluation.classifier import classifier_digest, load_classifier
-from ..evaluation.evaluate import generate, shared_reference
-from ..evaluation.metrics import EvalConfig, Reference, class_coverage, embed
+from ..evaluation.evaluate import blur, generate, reference_images, shared_reference
+from ..evaluation.metrics import EvalConfig, Reference, class_coverage, embed, sharpness
 from ..models import REGISTRY, build
 from ..models.wgan import WGANConfig
 from ..training.config import run_id, TrainConfig
@@ -61,7 +64,8 @@ class DynamicsConfig:
                            items=MODEL_NAME)  # one job each
     seeds: list[int] = hp([0, 1, 2], min_items=1, unique_items=True,
                           items={"minimum": 0, "maximum": 2**32 - 1},
-                          schema={"maxItems": 10**3})  # "seed" runs; draws and the ablation use the first
+                          schema={"maxItems": 10**3})  # "seed" runs; draws use the first, the ablation and
+    #                                                        the KL-weight runs every one
     draws: int = hp(3, minimum=0, maximum=10**3, doc="random hyperparameter draws per model (Lucic et al. 2018)")
     steps: int = hp(300, minimum=1, maximum=10**8,
                     doc="generator updates of every short run (a critic GAN's critic steps come on top)")
@@ -74,6 +78,11 @@ class DynamicsConfig:
                                     items={"minimum": 0, "maximum": 1})  # Adam's beta2, uniformly
     batch_choices: list[int] = hp([32, 64, 128], min_items=1, items={"minimum": 1})  # batch size, uniformly
     ablation_models: list[str] = hp(["dcgan"], unique_items=True, items=MODEL_NAME)  # models that get the detach run
+    beta_models: list[str] = hp(["vae"], unique_items=True, items=MODEL_NAME,
+                                doc="models (with a KL weight `beta`) that also get short runs at each of `betas`")
+    betas: list[float] = hp([0.25, 4.0], unique_items=True, items={"minimum": 0, "maximum": 10**3},
+                            doc="KL weights of the extra runs (the configured one is the seed runs'): what the "
+                                "regularisation does to the VAE's blur")
     collapse_share: float = hp(0.25, minimum=0, maximum=1,
                                doc="a class is covered when its share is >= this x its share of the reference")
     collapse_classes: float = hp(0.5, minimum=0, maximum=1,
@@ -132,6 +141,14 @@ def plan(spec: dict) -> list[dict]:
         d = draw(dyn, spec["seed"], i)
         runs.append({"label": f"draw{i}", "kind": "draw", "seed": first, "batch_size": d["batch_size"],
                      "changed": {f: d["lr"] if f in LR_FIELDS else d[f] for f in fields}, "draw": d})
+    if name in dyn.beta_models:
+        if "beta" not in {f.name for f in dataclasses.fields(REGISTRY[name][1])}:
+            raise ValueError(f"dynamics.beta_models lists {name}, whose config has no KL weight `beta`: "
+                             f"remove it there")
+        for b in dyn.betas:
+            for s in dyn.seeds:
+                runs.append({"label": f"beta{b:g}_seed{s}", "kind": "beta", "seed": s, "batch_size": batch,
+                             "changed": {"beta": float(b)}, "draw": None})
     if name in dyn.ablation_models:
         has = {f.name for f in dataclasses.fields(REGISTRY[name][1])}
         if not {"detach_fake", "zero_g_grad"} <= has:
@@ -203,8 +220,9 @@ def scoring_settings(cfg: EvalConfig, dyn: DynamicsConfig, classifier: str | Pat
 
 
 def _score(model, run: dict, ref: Reference, ref_hist: torch.Tensor, cfg: EvalConfig, dyn: DynamicsConfig,
-           precision: str):
-    """The protocol's metrics, the class coverage and the sample cost of one trained run; and its grid."""
+           precision: str, sharpness_real: float | None = None):
+    """The protocol's metrics, the class coverage, blur against the real images' `sharpness_real` and the
+    sample cost of one trained run; and its grid."""
     fake, secs = generate(model, dyn.n_samples, cfg.batch_size, cfg.seed + run["seed"], ref.device,
                           precision)                                            # (N, C, H, W) uint8
     embedded = embed(ref.clf, fake)                                             # features, logits
@@ -213,6 +231,8 @@ def _score(model, run: dict, ref: Reference, ref_hist: torch.Tensor, cfg: EvalCo
     row = {**ref.score(fake, embedded), **cov,
            "collapsed": cov["classes_covered"] < dyn.collapse_classes * cov["n_classes"],
            "sample_ms_per_image": 1000 * secs / len(fake), "class_histogram": hist.tolist()}
+    if sharpness_real:
+        row.update(blur(row["sharpness"], sharpness_real))
     return row, fake[:dyn.grid]                                                 # (grid, C, H, W)
 
 
@@ -234,7 +254,7 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
     chosen = load_json(main_run) if main_run else None  # the main run's precision and memory format
     train = D.load(spec["dataset"], spec["data_root"], "train")
     scoring = scoring_settings(cfg, dyn, classifier)
-    ref = ref_hist = None  # built at the first run that needs scoring, then shared by all
+    ref = ref_hist = s_real = None  # built at the first run that needs scoring, then shared by all
     rows, grids, spent = [], {}, []
     for k, run in enumerate(runs):
         run_dir = out / "runs" / run["label"]
@@ -252,8 +272,9 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
                 ref = shared_reference(reference, clf, classifier, cfg, spec, test)
                 ref_hist = torch.bincount(ref.predicted, minlength=int(test.labels.max()) + 1).double()
                 ref_hist = ref_hist / ref_hist.sum()                            # (K,)
+                s_real = sharpness(reference_images(test.images, cfg))
             t0 = time.perf_counter()
-            row = _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn)
+            row = _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn, s_real)
             spent.append(time.perf_counter() - t0)
             what = (f"FD {row['fd']:.3f}, {row['classes_covered']}/{row['n_classes']} classes"
                     if row["status"] == "ok" else row["status"])
@@ -270,7 +291,7 @@ def dynamics_run(spec: dict, classifier: str | Path, out: str | Path, threads: i
     return res
 
 
-def _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn) -> dict:
+def _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, dyn, s_real=None) -> dict:
     """Train one run (resuming from its checkpoint), score it unless it diverged, and write grid.pt and
     then result.json, whose presence marks the run done."""
     seed_everything(run["seed"])
@@ -286,7 +307,7 @@ def _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, d
            "divergence": st.get("divergence"), "d_output": model.d_output,
            **_log_stats(run_dir / "train_log.jsonl"), "run_id": rid}
     if st["status"] == "ok":
-        scores, grid = _score(model.eval(), run, ref, ref_hist, cfg, dyn, st["precision"])
+        scores, grid = _score(model.eval(), run, ref, ref_hist, cfg, dyn, st["precision"], s_real)
         row.update(scores)
         torch_save(grid, run_dir / "grid.pt")
     save_json(row, run_dir / "result.json")

@@ -52,8 +52,9 @@ def _fd_limits(values, log: bool):
 
 
 def _extremes(runs: list[dict], grids: dict):
-    """(best, worst) of the runs that trained and have a grid, by FD; None when there is none."""
-    ok = sorted((r for r in runs if _ok_fd(r) is not None and r.get("label") in grids), key=lambda r: r["fd"])
+    """(best, worst) of the seed and draw runs that trained and have a grid, by FD; None when there is none."""
+    ok = sorted((r for r in runs if r.get("kind", "seed") in ("seed", "draw") and _ok_fd(r) is not None
+                 and r.get("label") in grids), key=lambda r: r["fd"])
     return (ok[0], ok[-1]) if ok else None
 
 
@@ -82,14 +83,14 @@ def dynamics_figure(summary, path, grids: dict | None = None):
     top = outer[0].subgridspec(2, 1, height_ratios=[0.22, 2.3], hspace=0.06)
     ax = fig.add_subplot(top[1])
     strip = fig.add_subplot(top[0], sharex=ax)                              # the diverged runs
-    fds = [_ok_fd(r) for m in names for r in dyn[m]["runs"] if _ok_fd(r) is not None]
+    fds = [_ok_fd(r) for m in names for r in dyn[m]["runs"] if _ok_fd(r) is not None and r.get("kind") != "beta"]
     real = (summary.get("reference") or {}).get("floor") or {}
     floor = real.get("fd")
     span = fds + ([floor] if floor else [])
     log = bool(span) and min(span) > 0 and max(span) / min(span) > 10
     kinds, collapsed = set(), False
     for i, m in enumerate(names):
-        runs = sorted(dyn[m]["runs"], key=_kind_rank)
+        runs = sorted((r for r in dyn[m]["runs"] if r.get("kind") != "beta"), key=_kind_rank)  # KL weights: the ledger
         xs = i + (np.linspace(-0.3, 0.3, len(runs)) if len(runs) > 1 else np.zeros(1))
         color = COLORS.get(summary["models"].get(m, {}).get("family", DISPLAY.get(m, ("", "gan"))[1]), "k")
         for x, r in zip(xs, runs):
