@@ -515,3 +515,26 @@ def test_inconclusive_verdicts_are_grouped_by_what_keeps_them_open():
               "both ways round", None):
         assert why(r) == "not significant"
     assert set(WHY) == {why(r) for r in ("one seed", "budget-limited", "judge-dependent", "fewer than", "x")}
+
+
+def test_inception_fid_is_the_fourth_judge_where_its_weights_gave_one(tmp_path):
+    """With eval.inception_weights the main evaluation's Inception FID judges FD claims beside the trained
+    judges (at the evaluation's shared N only), and it joins the judges' rank correlation."""
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    _levelled_off(s)
+    s["models"]["dcgan"]["metrics"]["fd_inf"] = st(20.0, 0.5, 3)
+    s["models"]["vae"]["metrics"]["fd_inf"] = st(80.0, 0.5, 3)
+    s["judges"] = {name: {"n_seeds": 3, "judges": {"domain": {"fd": s["models"][name]["metrics"]["fd"]},
+                                                   "resnet": {"fd_inf": st(v, 0.5, 3), "fd": st(v, 0.5, 3)}}}
+                   for name, v in {"dcgan": 10.0, "vae": 50.0, "ddpm": 5.0, "wgan_gp": 30.0}.items()}
+    for name, v in {"dcgan": 40.0, "vae": 20.0, "ddpm": 10.0, "wgan_gp": 30.0}.items():
+        s["models"][name]["metrics"]["fid_inception"] = st(v, 0.5, 3)
+        s["models"][name]["metrics"]["n"] = st(2000.0, 0.0, 3)
+    s["eval"] = {**s.get("eval", {}), "n_samples": 2000}
+    r = _verdict(s, "gan_better_than_vae")
+    assert set(r["judges"]) == {"resnet", "inception"} and r["judges"]["inception"]["kind"] == "contradicted"
+    assert r["verdict"] == "inconclusive" and r["reason"] == "judge-dependent: inception contradicted", r
+    agreement = CL.evaluate(s, CL.load_ledger(LEDGER))["judge_agreement"]
+    assert "inception" in agreement["judges"] and agreement["n_models"] == 4
+    s["models"]["vae"]["metrics"]["n"] = st(500.0, 0.0, 3)  # at another N: not compared
+    assert "inception" not in _verdict(s, "gan_better_than_vae").get("judges", {})

@@ -635,7 +635,26 @@ def judge_stats(summary: dict, model: str, metric: str) -> dict[str, dict]:
     """judge -> `model`'s `metric` over seeds in that judge's features (the judges of sample quality,
     `evaluation.judges`), for the judges other than the domain classifier that measured it."""
     js = ((summary.get("judges") or {}).get(model) or {}).get("judges") or {}
-    return {j: v[metric] for j, v in js.items() if j != "domain" and (v.get(metric) or {}).get("mean") is not None}
+    out = {j: v[metric] for j, v in js.items() if j != "domain" and (v.get(metric) or {}).get("mean") is not None}
+    inception = inception_fd(summary, model) if metric in ("fd", "fd_inf") else None
+    if inception:
+        out[INCEPTION] = inception
+    return out
+
+
+INCEPTION = "inception"  # the fourth judge: standard Inception FID, where eval.inception_weights gives its weights
+
+
+def inception_fd(summary: dict, model: str) -> dict | None:
+    """`model`'s Inception FID over seeds (the main evaluation's, with eval.inception_weights), as the fourth
+    judge's word on FD and FD_inf claims: FD at the evaluation's N, which every model shares (eval.n_samples;
+    a model sampled at another N is left out rather than compared at unequal N). None without it."""
+    m = (summary.get("models") or {}).get(model) or {}
+    st = (m.get("metrics") or {}).get("fid_inception")
+    n = ((m.get("metrics") or {}).get("n") or {}).get("mean")
+    if not st or st.get("mean") is None or n is None or n != (summary.get("eval") or {}).get("n_samples", n):
+        return None
+    return st
 
 
 def _judges(summary: dict, row: dict, test: "Test", cfg: I.InferenceConfig) -> None:
@@ -663,11 +682,17 @@ def judge_agreement(summary: dict, metric: str = "fd") -> dict | None:
     depends on the judge. None with fewer than two judges or three models."""
     js = summary.get("judges") or {}
     names = sorted({j for m in js.values() for j in (m.get("judges") or {})})
-    models = [m for m in summary["order"] if m in js and all(
-        ((js[m]["judges"].get(j) or {}).get(metric) or {}).get("mean") is not None for j in names)]
+
+    def value(m, j):
+        if j == INCEPTION:
+            return (inception_fd(summary, m) or {}).get("mean") if metric in ("fd", "fd_inf") else None
+        return ((js[m]["judges"].get(j) or {}).get(metric) or {}).get("mean")
+    if js and any(inception_fd(summary, m) for m in js):
+        names.append(INCEPTION)
+    models = [m for m in summary["order"] if m in js and all(value(m, j) is not None for j in names)]
     if len(names) < 2 or len(models) < 3:
         return None
-    vals = {j: [js[m]["judges"][j][metric]["mean"] for m in models] for j in names}
+    vals = {j: [value(m, j) for m in models] for j in names}
     pairs = {f"{x}-{y}": float(sps.spearmanr(vals[x], vals[y]).statistic)
              for i, x in enumerate(names) for y in names[i + 1:]}
     return {"metric": metric, "n_models": len(models), "judges": names, "spearman": pairs}
