@@ -538,3 +538,17 @@ def test_inception_fid_is_the_fourth_judge_where_its_weights_gave_one(tmp_path):
     assert "inception" in agreement["judges"] and agreement["n_models"] == 4
     s["models"]["vae"]["metrics"]["n"] = st(500.0, 0.0, 3)  # at another N: not compared
     assert "inception" not in _verdict(s, "gan_better_than_vae").get("judges", {})
+
+
+def test_autoregressive_scaling_is_judged_on_the_growth_of_sampling_time_with_pixels():
+    from genreview.publish.claims import Test, rule_resolution
+
+    s = {"models": {"pixelcnn": {"resolution": {
+        "sizes": [[1, 7, 7], [1, 14, 14], [1, 28, 28]], "pixels": [49, 196, 784], "sample_slope": [0.95, 0.97, 0.96],
+        "pass_slope": [0.40, 0.45, 0.42], "sequential_steps": [49, 196, 784]}}}}
+    test, ev, numbers = rule_resolution(s, {"a": "pixelcnn"}, 0.1)
+    assert isinstance(test, Test) and test["metric"] == "resolution_slope" and test["claimed"] == "higher"
+    assert test["a"]["n"] == 3 and numbers["sample_slope"] == pytest.approx(0.96) and "784 sequential" in ev
+    j = CL.judge(**test)
+    assert j.kind == "supported", j
+    assert rule_resolution({"models": {"pixelcnn": {}}}, {"a": "pixelcnn"}, 0.1)[0] == "not measured"

@@ -142,3 +142,25 @@ def test_loss_falls(small_train):
     last = sum(r["bpd"] for r in rows[-5:]) / 5
     assert last < 0.8 * first, f"training bits/dim did not fall: first 5 steps {first:.2f}, last 5 {last:.2f}"
     assert after < 0.7 * before, f"bits/dim on a fixed batch did not fall: {before:.2f} -> {after:.2f}"
+
+
+def test_the_same_weights_sample_at_another_size_and_the_resolution_study_times_three():
+    """The PixelCNN is convolutional throughout: inside `at_shape` its cached sampler draws images of another
+    size, equal to the naive sampler's there; the resolution study times three sizes over its repeats and fits
+    a slope per repeat; a model that is not resolution-free refuses `at_shape`."""
+    from genreview.evaluation.evaluate import RESOLUTION_REPEATS, resolution_study
+    from genreview.models.vae import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(layers=2, width=8, first_kernel=3), (1, 12, 12)).eval()
+    with model.at_shape((1, 6, 5)):
+        fast = model.sample(2, generator=torch.Generator().manual_seed(3))
+        naive = model.sample_naive(2, generator=torch.Generator().manual_seed(3))
+    assert fast.shape == (2, 1, 6, 5) and torch.equal(fast, naive) and model.shape == (1, 12, 12)
+    r = resolution_study(model, CPU, "fp32", seed=0)
+    assert r["pixels"] == [9, 36, 144] and r["sequential_steps"] == r["pixels"]
+    assert len(r["sample_ms"]) == len(r["sample_slope"]) == len(r["pass_slope"]) == RESOLUTION_REPEATS
+    assert all(math.isfinite(s) for s in r["sample_slope"] + r["pass_slope"]) and model.shape == (1, 12, 12)
+    with pytest.raises(ValueError, match="only at its trained shape"):
+        with VAE(VAEConfig(latent_dim=4, width=4), SHAPE).at_shape((1, 8, 8)):
+            pass

@@ -157,6 +157,8 @@ def evaluate_run(spec: dict, run_dir: str | Path, classifier: str | Path, out: s
         metrics["cond_accuracy"] = float((predicted.cpu() == asked).float().mean())
     if model.style_mixing:
         metrics["truncation"] = truncation_study(model, ref, cfg, spec["seed"], device, precision)
+    if model.any_resolution:
+        metrics["resolution"] = resolution_study(model, device, precision, cfg.seed + spec["seed"])
     if model.likelihood != "none" and cfg.nll_images:
         metrics.update(score_likelihood(model, test, cfg, device))
     ex = extras(model, test, cfg, device)
@@ -185,6 +187,56 @@ def latency_ms(model, device, precision: str, seed: int) -> float:
                 model.sample(1, generator=g, **label)
             times.append(sw.seconds)
     return 1000 * float(sorted(times[1:])[LATENCY_REPEATS // 2])
+
+
+RESOLUTION_DIVISORS = (4, 2, 1)  # the resolution study samples at H/4 x W/4, H/2 x W/2 and H x W
+RESOLUTION_REPEATS = 3           # timed repeats (after one warm-up); each gives its own slopes
+RESOLUTION_BATCH = 4             # images per timed draw
+RESOLUTION_TIMINGS = (3, 9)      # a repeat's time at one size: the median of 3 draws, of 9 parallel passes
+
+
+def resolution_study(model, device, precision: str, seed: int) -> dict:
+    """How a model's sampling cost grows with the image size, for a model that samples at any size with the
+    same weights (`any_resolution`: the PixelCNN). At H/4, H/2 and H (RESOLUTION_DIVISORS), ms per image of
+    drawing RESOLUTION_BATCH images and of one parallel pass of the same network over as many images of that
+    size (what a one-shot decoder of this network would pay), each the median of RESOLUTION_TIMINGS timings,
+    RESOLUTION_REPEATS times after a warm-up. Each
+    repeat gives the slope of log time against log pixel count for both ("sample_slope", "pass_slope": 1 is
+    cost in proportion to the pixels). The network steps of one sample are the pixel count times the channels
+    ("sequential_steps")."""
+    C, H, W = model.shape
+    sizes = [(C, max(2, H // d), max(2, W // d)) for d in RESOLUTION_DIVISORS]
+    net = model.sampling_network()
+    g = torch.Generator(device=device).manual_seed(seed)
+    sample_ms, pass_ms = [], []
+    with torch.no_grad(), autocast(device, precision):
+        for rep in range(RESOLUTION_REPEATS + 1):
+            row_s, row_p = [], []
+            for shape in sizes:
+                with model.at_shape(shape):
+                    draws = []
+                    for _ in range(RESOLUTION_TIMINGS[0]):
+                        with Stopwatch(device) as sw:
+                            model.sample(RESOLUTION_BATCH, generator=g)
+                        draws.append(sw.seconds)
+                    x = torch.rand(RESOLUTION_BATCH, *shape, generator=g, device=device) * 2 - 1
+                    passes = []
+                    for _ in range(RESOLUTION_TIMINGS[1]):
+                        with Stopwatch(device) as sp:
+                            net(x)
+                        passes.append(sp.seconds)
+                row_s.append(1000 * float(np.median(draws)) / RESOLUTION_BATCH)
+                row_p.append(1000 * float(np.median(passes)) / RESOLUTION_BATCH)
+            if rep:  # the first round warms up
+                sample_ms.append(row_s)
+                pass_ms.append(row_p)
+    pixels = [h * w for _, h, w in sizes]
+
+    def slope(ms):
+        return float(np.polyfit(np.log(pixels), np.log(ms), 1)[0])
+    return {"pixels": pixels, "sizes": [list(s) for s in sizes], "batch": RESOLUTION_BATCH,
+            "sample_ms": sample_ms, "pass_ms": pass_ms, "sample_slope": [slope(r) for r in sample_ms],
+            "pass_slope": [slope(r) for r in pass_ms], "sequential_steps": [C * p for p in pixels]}
 
 
 def blur(s: float, s_real: float) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Callable
 
 import torch
@@ -123,6 +123,8 @@ class GenerativeModel(nn.Module):
     probe_features: the representation a model offers a linear probe, `features(x)` -> (B, F)
         for images x in [0, 1]: "discriminator" (a GAN's discriminator up to its last linear
         layer), "encoder" (the VAE's posterior mean); None when it offers none.
+    any_resolution: the network is convolutional throughout, so the same weights sample images of another
+        size inside `with model.at_shape((C, h, w)):` (the PixelCNN: the resolution study of sampling cost).
     two_stage: trains in two phases, its autoencoder for the first `cfg.ae_fraction` of the run's steps,
         then its denoiser (latent diffusion); the FLOP count weighs the phases by their steps.
     """
@@ -135,6 +137,7 @@ class GenerativeModel(nn.Module):
     train_classes: tuple[int, ...] | None = None
     latent_sampling: str | None = None
     style_mixing: bool = False
+    any_resolution: bool = False
     samplers: tuple[str, ...] = ()
     d_output: str | None = None
     probe_features: str | None = None
@@ -152,7 +155,20 @@ class GenerativeModel(nn.Module):
         self.cfg = cfg
         self.shape = tuple(shape)
 
+    @contextmanager
+    def at_shape(self, shape):
+        """Sample images of another (C, h, w) inside the block, with the same weights; for models with
+        `any_resolution` only."""
+        if not self.any_resolution:
+            raise ValueError(f"{type(self).__name__} samples only at its trained shape {self.shape}")
+        old, self.shape = self.shape, tuple(shape)
+        try:
+            yield self
+        finally:
+            self.shape = old
+
     # ---- what every family implements -------------------------------------------------
+
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Losses for a batch x in [0, 1], (B, C, H, W); the key "loss" is the one optimised."""
         raise NotImplementedError

@@ -175,6 +175,7 @@ class PixelCNN(GenerativeModel):
     family = "autoregressive"
     likelihood = "exact"
     likelihood_note = "autoregressive"
+    any_resolution = True  # shifted convolutions and a per-pixel head: any image size
 
     def __init__(self, cfg: PixelCNNConfig, shape):
         super().__init__(cfg, shape)

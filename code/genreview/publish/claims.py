@@ -31,7 +31,7 @@ import yaml
 from scipy import stats as sps
 
 from ..summary import inference as I
-from ..summary.stats import plateau
+from ..summary.stats import plateau, stat
 from .formatting import fmt, pm, sci, times
 from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, beta_study, collapsed, data_key, dynamics_study, equilibrium,
                        judge,
@@ -39,7 +39,7 @@ from .verdicts import (EQUILIBRIUM_TOL, STUDY_ALPHA, beta_study, collapsed, data
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not measured")
 TESTS = ("compare", "threshold", "stability", "sensitivity", "collapse", "no_collapse", "no_divergence",
-         "equilibrium", "detach", "ddim", "no_likelihood", "exact_likelihood", "beta_blur")
+         "equilibrium", "detach", "ddim", "no_likelihood", "exact_likelihood", "beta_blur", "resolution")
 FIELDS = {"id", "claim", "sources", "passages", "topic", "test", "quantity", "a", "b", "expect", "models",
           "baseline", "value", "value_label"}
 SOURCE_FIELDS = ("key", "file")  # each source: its BibTeX key and the file of its text (the seeds folder)
@@ -107,7 +107,7 @@ def load_ledger(path: str | Path) -> dict:
                 "stability": ("a", "b"), "sensitivity": ("a", "b"), "collapse": ("models", "baseline"),
                 "no_collapse": ("models",), "no_divergence": ("models",), "equilibrium": ("a",),
                 "detach": ("a",), "ddim": ("a",), "no_likelihood": ("models",),
-                "exact_likelihood": ("models",), "beta_blur": ("a",)}[c["test"]]
+                "exact_likelihood": ("models",), "beta_blur": ("a",), "resolution": ("a",)}[c["test"]]
         for f in need:
             if f not in c:
                 raise LedgerError(f"{where}: test '{c['test']}' needs field '{f}'")
@@ -430,6 +430,24 @@ def rule_beta_blur(summary, c, margin):
     return (Test(a=hi["blur"], b=lo["blur"], metric="blur", claimed="higher"), ev,
             {"beta_low": lo["beta"], "beta_high": hi["beta"], "blur_low": lo["blur"]["mean"],
              "blur_high": hi["blur"]["mean"]})
+
+
+def rule_resolution(summary, c, margin):
+    """Claim: `a`'s sampling is expensive for large images, hard to scale in resolution. Test: from the
+    evaluation's resolution study (`evaluate.resolution_study`), the slope of log sampling time against log pixel
+    count is higher than that of one parallel pass of the same network (what a one-shot decoder of it pays), by
+    the engine over the study's timing repeats of one trained model."""
+    m = summary["models"].get(c["a"]) or {}
+    r = m.get("resolution")
+    if not r:
+        return "not measured", f"needs {_tx(c['a'])}'s resolution study (a model that samples at any size)", {}
+    a, b = stat(r["sample_slope"]), stat(r["pass_slope"])
+    sizes = ", ".join(f"{h}$\\times${w}" for _, h, w in r["sizes"])
+    ev = (f"sampling time grows as (pixels)$^{{{fmt(a['mean'], 2)}}}$ against (pixels)$^{{{fmt(b['mean'], 2)}}}$ for "
+          f"one parallel pass of the same network, at {sizes} ({len(r['sample_slope'])} timing repeats of one "
+          f"trained model); a sample takes {r['sequential_steps'][-1]} sequential network steps at full size")
+    return (Test(a=a, b=b, metric="resolution_slope", claimed="higher"), ev,
+            {"sample_slope": a["mean"], "pass_slope": b["mean"]})
 
 
 def rule_ddim(summary, c, margin):

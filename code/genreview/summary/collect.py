@@ -74,6 +74,8 @@ def model_summary(name: str, runs: list[dict]) -> dict:
         out["class_histogram"] = np.mean([r["class_histogram"] for r in ok], axis=0).tolist()
     if ok and ok[0].get("truncation"):
         out["truncation"] = ok[0]["truncation"]  # the first seed's psi sweep
+    if ok and ok[0].get("resolution"):
+        out["resolution"] = ok[0]["resolution"]  # the first seed's sampling cost at three image sizes
     if ok and "translation" in ok[0]:
         keys = [k for k, v in ok[0]["translation"].items() if isinstance(v, (int, float))]
         out["translation"] = {k: stat(r["translation"].get(k) for r in ok) for k in keys}

@@ -115,6 +115,7 @@ METRICS = {
     "cond_accuracy": _d("conditional accuracy"), "psnr": _d("PSNR", False, None), "ssim": _d("SSIM"),
     "probe:recon_mse": _r("reconstruction MSE"), "probe:probe_acc": _d("linear-probe accuracy"),
     "probe:ppl": _r("path length"), "translation:fd": _r("FD"),
+    "resolution_slope": _d("growth of time with the pixel count (log-log slope)", True),
     "curve:wall": _r("training time to the FD threshold"), "curve:images": _r("images seen to the FD threshold"),
 }
 
