@@ -420,7 +420,8 @@ def rule_beta_blur(summary, c, margin):
     the smallest (the engine, over the seeds of both); the evidence lists blur at every weight."""
     st = beta_study(summary, c["a"])
     if not st:
-        return "not measured", f"needs {_tx(c['a'])}'s runs at other KL weights (dynamics.beta_models)", {}
+        return "not measured", (f"needs {_tx(c['a'])}'s runs at other KL weights "
+                                f"({_tx('dynamics.beta_models')})"), {}
     rows = [r for r in st["rows"] if r["blur"]["n"]]
     if len(rows) < 2:
         return "not measured", "fewer than two KL weights have scored runs", {}
