@@ -197,7 +197,7 @@ class DCGAN(GenerativeModel):
             optimizers["g"].zero_grad(set_to_none=True)
             g_loss.backward()
         else:
-            params = [p for p in self.G.parameters()]
+            params = list(self.G.parameters())
             left = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
             g_loss.backward()
             total = [p.grad.detach().float() if p.grad is not None else torch.zeros_like(p) for p in params]

@@ -16,13 +16,13 @@ under the protocol (`metrics.Reference`) at one N:
   backward then also reaches G; the squared norm of the gradient it leaves there
   (`g_grad_in_d_step`, exactly 0 with the detach) and the cost per step measure the ablation in our
   loop, which clears G's gradients before G's step (so G's updates are those of the seed run).
-- "beta" runs: a VAE at other KL weights (`betas`) at every seed, beside the seed runs at the configured
-  one: its blur against real images (`evaluate.blur`) as the weight of the regulariser grows, the
-  sources' explanation of the VAE's blur (a trade-off between reconstruction and regularisation).
 - "leak" runs: the same without clearing them (`zero_g_grad = False`), the loop in which the detach
   matters: G then steps on its own gradient plus D's, and `g_update_cos` (the cosine between the two
   directions G could step in) says how far the leak bends its update; its FD against the seed runs' says
   what that does to the samples.
+- "beta" runs: a VAE at other KL weights (`betas`) at every seed, beside the seed runs at the configured
+  one: its blur against real images (`evaluate.blur`) as the weight of the regulariser grows, the
+  sources' explanation of the VAE's blur (a trade-off between reconstruction and regularisation).
 
 Each run also reports D's mean output on real and fake images in its last log window: at the
 optimum of the original game D(x) = 1/2 everywhere (Goodfellow et al. 2014), and a D that
