@@ -172,3 +172,37 @@ def test_blur_against_the_kl_weight():
     assert [r["beta"] for r in beta_study(summary, "vae")["rows"]] == [0.25, 0.5, 4.0]
     assert beta_study(_summary(vae=runs[:3]), "vae") is None
     assert rule_beta_blur(_summary(vae=runs[:3]), {"a": "vae"}, 0.1)[0] == "not measured"
+
+
+def test_short_run_verdicts_are_budget_limited_when_the_main_runs_train_further():
+    """A verdict read from short runs (detach, KL weight) stands only when the model's main runs, with far more
+    images, reach about the same KID (the short runs had levelled off); otherwise it is budget-limited."""
+    from genreview.publish.claims import _short_budget, short_run_convergence
+
+    runs = [dict(_run("seed", s, 160.0), kid=0.10, images_seen=19200) for s in range(3)]
+
+    def summary(main_kid):
+        s = _summary(vae=runs)
+        if main_kid is not None:
+            s["curves"] = {"vae": {"rows": [{"images": {"mean": 1e5}, "kid": {"mean": 0.5}},
+                                            {"images": {"mean": 4.8e5}, "kid": {"mean": main_kid}}]}}
+        return s
+
+    def row(verdict):
+        return {"verdict": verdict, "reason": None, "evidence": "e", "numbers": {"short_runs": "vae"}}
+
+    c = short_run_convergence(summary(0.02), "vae", 0.05)
+    assert c["fall"] == pytest.approx(0.8) and not c["plateaued"] and c["n_runs"] == 3
+    r = row("equivalent")
+    _short_budget(summary(0.02), r, 0.05)
+    assert r["verdict"] == "inconclusive" and r["reason"].startswith("budget-limited") and "25 times" in r["reason"]
+    for kid in (0.098, 0.12):   # within the gain, or the main runs worse: the short runs had levelled off
+        r = row("supported")
+        _short_budget(summary(kid), r, 0.05)
+        assert r["verdict"] == "supported" and r["reason"] is None
+    r = row("contradicted")
+    _short_budget(summary(None), r, 0.05)
+    assert r["verdict"] == "contradicted" and "not checked" in r["evidence"]
+    r = {**row("equivalent"), "numbers": {}}
+    _short_budget(summary(0.02), r, 0.05)
+    assert r["verdict"] == "equivalent", "a verdict not read from short runs is left alone"

@@ -403,7 +403,7 @@ def rule_detach(summary, c, margin):
            if leak and leak.get("g_update_cos") is not None else "")
     what = "without the detach in a loop that keeps G's gradients" if leak else "without the detach"
     numbers = {"fd_with": w["fd"]["mean"], "fd_without": test_side["fd"]["mean"], "time_ratio": d["time_ratio"],
-               "leak": leak is not None, "g_update_cos": (leak or {}).get("g_update_cos")}
+               "leak": leak is not None, "g_update_cos": (leak or {}).get("g_update_cos"), "short_runs": c["a"]}
     if test_side["n"] and test_side["n_diverged"] == test_side["n"] and w["fd"]["n"]:
         return "supported", (f"every one of {test_side['n']} runs {what} diverged; FD {fmt(w['fd']['mean'])} with "
                              f"it ({w['fd']['n']} seeds){cost}"), numbers
@@ -430,7 +430,7 @@ def rule_beta_blur(summary, c, margin):
           + f" ({_seeds(hi['blur'])} per weight, {st['steps']} updates each)")
     return (Test(a=hi["blur"], b=lo["blur"], metric="blur", claimed="higher"), ev,
             {"beta_low": lo["beta"], "beta_high": hi["beta"], "blur_low": lo["blur"]["mean"],
-             "blur_high": hi["blur"]["mean"]})
+             "blur_high": hi["blur"]["mean"], "short_runs": c["a"]})
 
 
 def rule_resolution(summary, c, margin):
@@ -534,6 +534,7 @@ def evaluate(summary: dict, ledger: dict) -> dict:
             _matched(summary, r, tests[r["id"]], cfg)
             _judges(summary, r, tests[r["id"]], cfg)
             _budget(summary, r, cfg.plateau_gain)
+        _short_budget(summary, r, cfg.plateau_gain)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     for r in rows:
         r["why"] = why(r["reason"]) if r["verdict"] == "inconclusive" else None
@@ -586,6 +587,48 @@ def _budget(summary: dict, row: dict, gain: float) -> None:
             f"doubling of training")
     if unchecked:
         row["evidence"] += "; convergence not checked for " + ", ".join(_display(summary, n) for n in unchecked)
+
+
+def short_run_convergence(summary: dict, model: str, gain: float) -> dict | None:
+    """Whether `model`'s short runs (the dynamics study's seed runs) had levelled off: their KID (unbiased at any
+    N, so the short runs' N and the curve's need not match) against the last weight snapshot of the model's main
+    runs, which trained on many more images. fall: the relative fall from the short runs' mean KID to the main
+    runs'; plateaued: the fall is below `gain` (the plateau rule's gain, over much more than one doubling of
+    training). None without scored seed runs, a curve, or KID on either side."""
+    runs = [r for r in (summary.get("dynamics", {}).get(model) or {}).get("runs", [])
+            if r["kind"] == "seed" and r.get("status") == "ok" and r.get("kid") is not None]
+    rows = ((summary.get("curves") or {}).get(model) or {}).get("rows") or []
+    last = rows[-1] if rows else {}
+    kid, images = (last.get(k) for k in ("kid", "images"))
+    kid, images = (v.get("mean") if isinstance(v, dict) else v for v in (kid, images))
+    if not runs or kid is None or not math.isfinite(float(kid)):
+        return None
+    short = sum(r["kid"] for r in runs) / len(runs)
+    short_images = sum(r.get("images_seen") or 0 for r in runs) / len(runs)
+    fall = (short - float(kid)) / abs(short) if short else 0.0
+    return {"fall": fall, "plateaued": fall < gain, "short_kid": short, "main_kid": float(kid),
+            "short_images": short_images, "main_images": images, "n_runs": len(runs)}
+
+
+def _short_budget(summary: dict, row: dict, gain: float) -> None:
+    """A verdict read from short runs (`numbers["short_runs"]` names the model) is budget-limited when the model's
+    main runs, with more training, reach a KID lower by `gain` or more: the short runs had not converged, so a
+    difference or its absence between them says little about trained models. Where the model has no curve to
+    check against, the evidence says so."""
+    model = row["numbers"].get("short_runs")
+    if not model:
+        return
+    c = short_run_convergence(summary, model, gain)
+    row["short_run_convergence"] = c
+    if c is None:
+        row["evidence"] += f"; convergence of the short runs not checked ({_display(summary, model)} has no curve)"
+        return
+    if not c["plateaued"] and row["verdict"] in ("supported", "contradicted", "equivalent"):
+        more = (f" with {times(c['main_images'] / c['short_images'])} the images"
+                if c["short_images"] and c["main_images"] else "")
+        row["verdict"], row["reason"] = "inconclusive", (
+            f"budget-limited: {_display(summary, model)}'s short runs reach KID {fmt(c['short_kid'], 3)}, its main "
+            f"runs {fmt(c['main_kid'], 3)}{more}")
 
 
 # Quality quantities whose better direction is KID's: a claim on one of them is also judged along the training
