@@ -81,13 +81,27 @@ def test_collapsed_runs_count_as_failed():
     assert st["n_collapsed"] == 1 and st["n_failed"] == 1 and st["n_diverged"] == 0
 
 
-def test_sensitivity_reads_failed_draws_first_then_the_range():
-    failing = VAE[:3] + [_run("draw", 0, status="diverged", label="draw0"), _run("draw", 0, 40.0, label="draw1")]
-    assert sensitivity_verdict(_summary(vae=VAE, gan=failing), "gan")["more_sensitive"]
+def test_sensitivity_tests_failed_draws_and_their_spread():
+    """The sensitivity rule judges draws as the stability rule judges seeds: Fisher's exact test on failed draws,
+    Brown-Forsythe on the spread of log FD, only over draws that diverged or left the noise ceiling."""
+    base = VAE[:6] + [_run("draw", 0, 50.0 + k, label=f"draw{k}") for k in range(6)]
+    failing = VAE[:3] + [_run("draw", 0, status="diverged", label=f"draw{k}") for k in range(5)] + [
+        _run("draw", 0, 40.0, label="draw5")]
+    sv = sensitivity_verdict(_summary(vae=base, gan=failing), "gan")
+    assert sv["more_sensitive"] and sv["more_failures"] and sv["p_failures"] < 0.05
+    wide = VAE[:3] + [_run("draw", 0, fd, label=f"draw{k}") for k, fd in enumerate([5.0, 20.0, 60.0, 150.0, 8.0, 100.0])]
+    sv = sensitivity_verdict(_summary(vae=base, gan=wide), "gan")
+    assert sv["wider"] and sv["more_sensitive"] and not sv["more_failures"]
     narrow = VAE[:3] + [_run("draw", 0, 40.0, label="draw0"), _run("draw", 0, 41.0, label="draw1")]
-    sv = sensitivity_verdict(_summary(vae=VAE, gan=narrow), "gan")
-    assert not sv["more_sensitive"], "a 1-point range is narrower than the VAE's 10-point one"
-    assert sv["a"]["draw_fd"] == [40.0, 41.0]
+    sv = sensitivity_verdict(_summary(vae=base, gan=narrow), "gan")
+    assert not sv["more_sensitive"], "two draws a point apart are not more sensitive"
+    assert sv["a"]["draw_fd"] == [40.0, 41.0] and sv["p_failures"] == pytest.approx(1.0)
+    one_failed = VAE[:3] + [_run("draw", 0, status="diverged", label="draw0"), _run("draw", 0, 40.0, label="draw1")]
+    sv = sensitivity_verdict(_summary(vae=VAE, gan=one_failed), "gan")
+    assert not sv["more_sensitive"], "1 of 2 failed draws against 0 of 2 is not significant"
+    stuck = VAE[:3] + [_run("draw", 0, 0.9 * CEILING["fd"], label=f"draw{k}") for k in range(3)]
+    sv = sensitivity_verdict(_summary(vae=base, gan=stuck), "gan")
+    assert sv["budget_limited"] and not sv["more_sensitive"], "draws that never started say nothing"
     no_draws = {"vae": VAE[:3], "gan": narrow[:3]}
     assert sensitivity_verdict(_summary(**no_draws), "gan") is None
 

@@ -296,15 +296,30 @@ def rule_stability(summary, c, margin):
 
 
 def rule_sensitivity(summary, c, margin):
+    """Claim: `a` is more sensitive to its hyperparameters than `b` (verdicts.sensitivity_verdict: Fisher's exact
+    test on failed draws, Brown-Forsythe on the spread of log FD over the draws, both ways round; budget-limited
+    when a side has fewer than 2 draws that left the noise ceiling)."""
     fwd, back = sensitivity_verdict(summary, c["a"], c["b"]), sensitivity_verdict(summary, c["b"], c["a"])
     if not fwd:
         return "not measured", f"needs hyperparameter draws of {_tx(c['a'])} and {_tx(c['b'])}", {}
-    verdict = _one_way(fwd["more_sensitive"], back["more_sensitive"])
 
-    def one(d, name):
+    def one(d, name, judged):
         rng = fmt(d["draw_range"], 2) if d["draw_range"] is not None else "n/a"
-        return f"{_display(summary, name)} {d['n_draws_failed']}/{len(d['draws'])} draws failed, FD range {rng}"
-    return verdict, f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} (relative to the median)", {}
+        return (f"{_display(summary, name)} {d['n_draws_failed']}/{len(d['draws'])} draws failed, "
+                f"{judged} left the noise ceiling or diverged, FD range {rng}")
+    tests = "; ".join(f"{what} $p = {fmt(fwd[k], 2)}$" for what, k in (("Fisher", "p_failures"),
+                                                                      ("Brown--Forsythe", "p_spread"))
+                      if fwd[k] is not None)
+    ev = (f"{one(fwd['a'], c['a'], fwd['n_judged'])}; {one(fwd['b'], c['b'], fwd['n_judged_baseline'])} "
+          f"(range relative to the median)" + (f"; {tests}" if tests else ""))
+    numbers = {"more_sensitive": fwd["more_sensitive"], "reverse": back["more_sensitive"],
+               "p_failures": fwd["p_failures"], "p_spread": fwd["p_spread"]}
+    if fwd["budget_limited"]:
+        return "inconclusive", ev, {**numbers, "reason": "budget-limited: too few draws left the noise ceiling"}
+    verdict = _one_way(fwd["more_sensitive"], back["more_sensitive"])
+    if verdict == "inconclusive":
+        numbers["reason"] = "neither test significant" if not back["more_sensitive"] else "both ways round"
+    return verdict, ev, numbers
 
 
 def collapse_counts(summary: dict, names: list[str]) -> tuple[int, int]:

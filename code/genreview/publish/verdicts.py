@@ -411,16 +411,34 @@ def stability_verdict(summary: dict, model: str, baseline: str = "vae") -> dict 
 
 
 def sensitivity_verdict(summary: dict, model: str, baseline: str = "vae") -> dict | None:
-    """Is `model` more sensitive to its hyperparameters than `baseline`? Yes when more of its random
-    draws fail, or, with equal failures, when its draws' FD spans a wider relative range."""
+    """Is `model` more sensitive to its hyperparameters than `baseline`? The same draws of learning rate, betas
+    and batch size for both, judged like the stability rule's seeds: on the draws that diverged or started to
+    learn (`started`), two tests at STUDY_ALPHA, more failed draws (Fisher's exact test, one-sided) or a wider
+    spread of log FD over the draws (Brown-Forsythe, where both have 2 started draws or more, and `model`'s
+    spread the larger). budget_limited: a side with fewer than 2 such draws (its draws never left the noise
+    ceiling: they say the budget was too small, not that the model is sensitive)."""
     a, b = dynamics_study(summary, model), dynamics_study(summary, baseline)
     if not a or not b or not a["draws"] or not b["draws"]:
         return None
-    if a["n_draws_failed"] != b["n_draws_failed"]:
-        more = a["n_draws_failed"] > b["n_draws_failed"]
-    else:
-        more = (a["draw_range"] or 0) > (b["draw_range"] or 0)
-    return {"a": a, "b": b, "more_sensitive": more}
+    floor, ceiling = _reference(summary, "floor"), _reference(summary, "ceiling")
+
+    def side(st):
+        judged = [r for r in st["draws"] if r.get("status") != "ok" or started(r, ceiling)]
+        return {"n": len(judged), "failed": sum(_failed(r, floor) for r in judged),
+                "log_fd": [math.log(r["fd"]) for r in judged if r.get("status") == "ok" and r["fd"] > 0]}
+    sa, sb = side(a), side(b)
+    out = {"a": a, "b": b, "n_judged": sa["n"], "n_judged_baseline": sb["n"], "p_failures": None, "p_spread": None,
+           "more_failures": False, "wider": False, "budget_limited": sa["n"] < 2 or sb["n"] < 2}
+    if not out["budget_limited"]:
+        table = [[sa["failed"], sa["n"] - sa["failed"]], [sb["failed"], sb["n"] - sb["failed"]]]
+        out["p_failures"] = float(sps.fisher_exact(table, alternative="greater").pvalue)
+        out["more_failures"] = out["p_failures"] < STUDY_ALPHA
+        la, lb = sa["log_fd"], sb["log_fd"]
+        if len(la) >= 2 and len(lb) >= 2 and (np.ptp(la) > 0 or np.ptp(lb) > 0):
+            out["p_spread"] = float(sps.levene(la, lb, center="median").pvalue)
+            out["wider"] = out["p_spread"] < STUDY_ALPHA and np.std(la) > np.std(lb)
+    out["more_sensitive"] = out["more_failures"] or out["wider"]
+    return out
 
 
 def equilibrium(summary: dict, model: str) -> dict | None:
