@@ -174,7 +174,7 @@ def quantity(summary: dict, model: str, q: str) -> dict | None:
     m = summary["models"].get(model)
     if not m or m["n_ok"] == 0:
         return None
-    if q == "class_kl":
+    if q == "class_kl" and not (m["metrics"].get("class_kl") or {}).get("n"):   # a summary from before per-seed KL
         cov = m.get("class_coverage")
         return {"mean": cov["class_kl"], "std": 0.0, "n": 1, "values": [cov["class_kl"]]} if cov else None
     st = m["metrics"].get(q)

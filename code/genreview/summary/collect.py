@@ -72,6 +72,7 @@ def model_summary(name: str, runs: list[dict]) -> dict:
     out["sample_batch"] = ok[0].get("sample_batch") if ok else None
     if ok and "class_histogram" in ok[0]:
         out["class_histogram"] = np.mean([r["class_histogram"] for r in ok], axis=0).tolist()
+        out["class_histograms"] = [r["class_histogram"] for r in ok]   # each seed's, for class_kl over seeds
     if ok and ok[0].get("truncation"):
         out["truncation"] = ok[0]["truncation"]  # the first seed's psi sweep
     if ok and ok[0].get("resolution"):
@@ -199,8 +200,11 @@ def collect(cfg: dict, metrics_files: list[str], reference: str, classifier: str
     models = {m: model_summary(m, sorted(runs[m], key=lambda r: r["seed"])) for m in samplers}
     for m in models.values():  # mode coverage: the classes the domain classifier finds in the samples
         if "class_histogram" in m and "class_histogram" in ref["floor"]:
-            m["class_coverage"] = class_coverage(m["class_histogram"], ref["floor"]["class_histogram"],
-                                                 cfg.get("dynamics", {}).get("collapse_share", 0.25))
+            share = cfg.get("dynamics", {}).get("collapse_share", 0.25)
+            m["class_coverage"] = class_coverage(m["class_histogram"], ref["floor"]["class_histogram"], share)
+            # the class KL of each seed's samples, so that a claim on it has a spread over seeds
+            m["metrics"]["class_kl"] = stat(class_coverage(h, ref["floor"]["class_histogram"], share)["class_kl"]
+                                            for h in m.get("class_histograms") or [m["class_histogram"]])
     summary = {
         "profile": cfg["profile"], "dataset": cfg["dataset"], "dataset_name": D.PRETTY[cfg["dataset"]],
         "class_names": D.CLASS_NAMES[cfg["dataset"]], "data": load_json(manifest),
