@@ -382,6 +382,18 @@ def test_a_quality_verdict_on_a_model_still_improving_is_budget_limited(tmp_path
     assert CL.evaluate(s, CL.load_ledger(LEDGER))["budget_limited"] == 0
 
 
+def test_a_diversity_verdict_on_a_model_still_improving_is_budget_limited(tmp_path):
+    """What the samples cover is asked of models still learning too: recall, VAE against DCGAN."""
+    s = _summary(tmp_path, seeds=(0, 1, 2))
+    s["models"]["vae"]["metrics"]["recall"] = st(0.40, 0.02, 3)
+    s["models"]["dcgan"]["metrics"]["recall"] = st(0.67, 0.02, 3)
+    s["curves"] = {"vae": _curve([90.0, 82.0, 80.5, 80.0]), "dcgan": _curve([90.0, 60.0, 40.0, 39.5])}
+    assert _verdict(s, "vae_more_diverse_than_gan")["verdict"] == "contradicted"
+    s["curves"]["dcgan"] = _curve([90.0, 60.0, 40.0, 20.0])
+    r = _verdict(s, "vae_more_diverse_than_gan")
+    assert r["verdict"] == "inconclusive" and r["reason"].startswith("budget-limited: DCGAN"), r
+
+
 def test_ddim_is_judged_on_sampling_time_against_the_longest_ancestral_chain(tmp_path):
     s = _summary(tmp_path, seeds=(0, 1, 2))
     pts = s["sweep"]["ddpm"]["points"]

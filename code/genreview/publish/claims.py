@@ -548,6 +548,7 @@ def evaluate(summary: dict, ledger: dict) -> dict:
         if r["topic"] == "quality":
             _matched(summary, r, tests[r["id"]], cfg)
             _judges(summary, r, tests[r["id"]], cfg)
+        if r["topic"] in ("quality", "diversity"):   # what the samples are like: asked of models still improving too
             _budget(summary, r, cfg.plateau_gain)
         _short_budget(summary, r, cfg.plateau_gain)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
@@ -587,8 +588,8 @@ def convergence(summary: dict, model: str, gain: float) -> dict | None:
 
 
 def _budget(summary: dict, row: dict, gain: float) -> None:
-    """A quality verdict on a model still improving is budget-limited: a verdict other than inconclusive
-    becomes inconclusive with that reason, naming the model and its fall; where a model has no curve the
+    """A quality or diversity verdict on a model still improving is budget-limited: a verdict other than
+    inconclusive becomes inconclusive with that reason, naming the model and its fall; where a model has no curve the
     evidence says that its convergence was not checked."""
     names = [row["numbers"].get(k) for k in ("a", "b") if row["numbers"].get(k)]
     checked = {n: convergence(summary, n, gain) for n in names}
