@@ -89,7 +89,8 @@ def test_sensitivity_tests_failed_draws_and_their_spread():
         _run("draw", 0, 40.0, label="draw5")]
     sv = sensitivity_verdict(_summary(vae=base, gan=failing), "gan")
     assert sv["more_sensitive"] and sv["more_failures"] and sv["p_failures"] < 0.05
-    wide = VAE[:3] + [_run("draw", 0, fd, label=f"draw{k}") for k, fd in enumerate([5.0, 20.0, 60.0, 150.0, 8.0, 100.0])]
+    fds = [5.0, 20.0, 60.0, 150.0, 8.0, 100.0]
+    wide = VAE[:3] + [_run("draw", 0, fd, label=f"draw{k}") for k, fd in enumerate(fds)]
     sv = sensitivity_verdict(_summary(vae=base, gan=wide), "gan")
     assert sv["wider"] and sv["more_sensitive"] and not sv["more_failures"]
     narrow = VAE[:3] + [_run("draw", 0, 40.0, label="draw0"), _run("draw", 0, 41.0, label="draw1")]
