@@ -553,3 +553,13 @@ def test_scatter_labels_are_moved_apart():
     overlaps = [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
     plt.close(fig)
     assert not overlaps, overlaps
+
+
+def test_every_model_name_prints_as_latex_image_to_image_models_too(tmp_path):
+    """The title page lists each model's seeds by name: an image-to-image model (summary["translation"]) gets
+    its display name, and an unknown id is escaped, never a bare underscore that stops LaTeX."""
+    from genreview.publish.render import context
+    s = {"models": {"vae": {"display": "VAE", "n_ok": 1}}, "translation": {"sr_l1": {"display": "SR (L1)"}},
+         "reference": {}, "classifier": {}, "order": ["vae"]}
+    display = context(s, tmp_path, tmp_path, tmp_path)["display"]
+    assert [display(k) for k in ("vae", "sr_l1", "new_model")] == ["VAE", "SR (L1)", "new\\_model"]

@@ -61,6 +61,9 @@ def context(summary: dict, out_dir: Path, figures: Path, tables: Path) -> dict:
         "has": lambda name: name in m and m[name]["n_ok"] > 0,
         "ok": [n for n in summary["order"] if m[n]["n_ok"] > 0],
         "names": lambda keys: join_and([m[k]["display"] for k in keys]),
+        # any model's name as the paper prints it: sampling models and image-to-image models alike
+        "display": lambda k: ((m.get(k) or summary.get("translation", {}).get(k) or {}).get("display")
+                              or tex_escape(k)),
         "figdir": Path(os.path.relpath(figures, out_dir)).as_posix(),
         "tabdir": Path(os.path.relpath(tables, out_dir)).as_posix(),
     }
