@@ -280,18 +280,24 @@ def rule_stability(summary, c, margin):
     def one(d, name):
         return (f"{_display(summary, name)} {d['n_failed']}/{d['n_runs']} seed runs failed"
                 + (f" ({d['never_started']} never started)" if d["never_started"] else ""))
-    tests = "; ".join(f"{what} $p = {fmt(fwd[k], 2)}$" for what, k in (("Fisher", "p_failures"),
+    ev = f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['steps']} generator updates)"
+    return _study_verdict(fwd, back, "less_stable", ev, "runs")
+
+
+def _study_verdict(fwd: dict, back: dict, flag: str, ev: str, what: str):
+    """A study rule's verdict from its two tests applied both ways round (`fwd`, `back`: `verdicts._two_tests`
+    results with the claim's `flag`): the tests' p-values appended to the evidence `ev`; budget-limited when too
+    few `what` (runs, draws) left the noise ceiling; the reason of an inconclusive verdict."""
+    tests = "; ".join(f"{name} $p = {fmt(fwd[k], 2)}$" for name, k in (("Fisher", "p_failures"),
                                                                       ("Brown--Forsythe", "p_spread"))
                       if fwd[k] is not None)
-    ev = (f"{one(fwd['a'], c['a'])}; {one(fwd['b'], c['b'])} ({fwd['a']['steps']} generator updates)"
-          + (f"; {tests}" if tests else ""))
-    numbers = {"less_stable": fwd["less_stable"], "reverse": back["less_stable"], "p_failures": fwd["p_failures"],
-               "p_spread": fwd["p_spread"]}
+    ev += f"; {tests}" if tests else ""
+    numbers = {flag: fwd[flag], "reverse": back[flag], "p_failures": fwd["p_failures"], "p_spread": fwd["p_spread"]}
     if fwd["budget_limited"]:
-        return "inconclusive", ev, {**numbers, "reason": "budget-limited: too few runs left the noise ceiling"}
-    verdict = _one_way(fwd["less_stable"], back["less_stable"])
+        return "inconclusive", ev, {**numbers, "reason": f"budget-limited: too few {what} left the noise ceiling"}
+    verdict = _one_way(fwd[flag], back[flag])
     if verdict == "inconclusive":
-        numbers["reason"] = "neither test significant" if not back["less_stable"] else "both ways round"
+        numbers["reason"] = "neither test significant" if not back[flag] else "both ways round"
     return verdict, ev, numbers
 
 
@@ -307,19 +313,9 @@ def rule_sensitivity(summary, c, margin):
         rng = fmt(d["draw_range"], 2) if d["draw_range"] is not None else "n/a"
         return (f"{_display(summary, name)} {d['n_draws_failed']}/{len(d['draws'])} draws failed, "
                 f"{judged} left the noise ceiling or diverged, FD range {rng}")
-    tests = "; ".join(f"{what} $p = {fmt(fwd[k], 2)}$" for what, k in (("Fisher", "p_failures"),
-                                                                      ("Brown--Forsythe", "p_spread"))
-                      if fwd[k] is not None)
     ev = (f"{one(fwd['a'], c['a'], fwd['n_judged'])}; {one(fwd['b'], c['b'], fwd['n_judged_baseline'])} "
-          f"(range relative to the median)" + (f"; {tests}" if tests else ""))
-    numbers = {"more_sensitive": fwd["more_sensitive"], "reverse": back["more_sensitive"],
-               "p_failures": fwd["p_failures"], "p_spread": fwd["p_spread"]}
-    if fwd["budget_limited"]:
-        return "inconclusive", ev, {**numbers, "reason": "budget-limited: too few draws left the noise ceiling"}
-    verdict = _one_way(fwd["more_sensitive"], back["more_sensitive"])
-    if verdict == "inconclusive":
-        numbers["reason"] = "neither test significant" if not back["more_sensitive"] else "both ways round"
-    return verdict, ev, numbers
+          f"(range relative to the median)")
+    return _study_verdict(fwd, back, "more_sensitive", ev, "draws")
 
 
 def collapse_counts(summary: dict, names: list[str]) -> tuple[int, int]:

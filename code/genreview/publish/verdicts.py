@@ -395,18 +395,26 @@ def stability_verdict(summary: dict, model: str, baseline: str = "vae") -> dict 
     a, b = dynamics_study(summary, model), dynamics_study(summary, baseline)
     if not a or not b:
         return None
-    out = {"a": a, "b": b, "more_failures": False, "wider": False, "p_failures": None, "p_spread": None,
-           "cv_ratio": (a["cv"] / b["cv"]) if a["cv"] is not None and b["cv"] else None,
-           "budget_limited": a["n_runs"] < 2 or b["n_runs"] < 2}
+    out = {"a": a, "b": b, "cv_ratio": (a["cv"] / b["cv"]) if a["cv"] is not None and b["cv"] else None,
+           **_two_tests((a["n_failed"], a["n_runs"], a["log_fd"]), (b["n_failed"], b["n_runs"], b["log_fd"]))}
+    out["less_stable"] = out["more_failures"] or out["wider"]
+    return out
+
+
+def _two_tests(a: tuple, b: tuple) -> dict:
+    """The study's two tests of side a against side b, each (failed, judged, log FDs of the judged runs that
+    trained): more failures (Fisher's exact test, one-sided) and a wider spread of log FD (Brown-Forsythe, where
+    both have 2 values or more and a's spread is the larger), at STUDY_ALPHA; budget_limited (no test) when a side
+    has fewer than 2 judged runs."""
+    (fa, na, la), (fb, nb, lb) = a, b
+    out = {"more_failures": False, "wider": False, "p_failures": None, "p_spread": None,
+           "budget_limited": na < 2 or nb < 2}
     if not out["budget_limited"]:
-        table = [[a["n_failed"], a["n_runs"] - a["n_failed"]], [b["n_failed"], b["n_runs"] - b["n_failed"]]]
-        out["p_failures"] = float(sps.fisher_exact(table, alternative="greater").pvalue)
+        out["p_failures"] = float(sps.fisher_exact([[fa, na - fa], [fb, nb - fb]], alternative="greater").pvalue)
         out["more_failures"] = out["p_failures"] < STUDY_ALPHA
-        la, lb = a["log_fd"], b["log_fd"]
         if len(la) >= 2 and len(lb) >= 2 and (np.ptp(la) > 0 or np.ptp(lb) > 0):
             out["p_spread"] = float(sps.levene(la, lb, center="median").pvalue)
             out["wider"] = out["p_spread"] < STUDY_ALPHA and np.std(la) > np.std(lb)
-    out["less_stable"] = out["more_failures"] or out["wider"]
     return out
 
 
@@ -424,19 +432,10 @@ def sensitivity_verdict(summary: dict, model: str, baseline: str = "vae") -> dic
 
     def side(st):
         judged = [r for r in st["draws"] if r.get("status") != "ok" or started(r, ceiling)]
-        return {"n": len(judged), "failed": sum(_failed(r, floor) for r in judged),
-                "log_fd": [math.log(r["fd"]) for r in judged if r.get("status") == "ok" and r["fd"] > 0]}
+        return (sum(_failed(r, floor) for r in judged), len(judged),
+                [math.log(r["fd"]) for r in judged if r.get("status") == "ok" and r["fd"] > 0])
     sa, sb = side(a), side(b)
-    out = {"a": a, "b": b, "n_judged": sa["n"], "n_judged_baseline": sb["n"], "p_failures": None, "p_spread": None,
-           "more_failures": False, "wider": False, "budget_limited": sa["n"] < 2 or sb["n"] < 2}
-    if not out["budget_limited"]:
-        table = [[sa["failed"], sa["n"] - sa["failed"]], [sb["failed"], sb["n"] - sb["failed"]]]
-        out["p_failures"] = float(sps.fisher_exact(table, alternative="greater").pvalue)
-        out["more_failures"] = out["p_failures"] < STUDY_ALPHA
-        la, lb = sa["log_fd"], sb["log_fd"]
-        if len(la) >= 2 and len(lb) >= 2 and (np.ptp(la) > 0 or np.ptp(lb) > 0):
-            out["p_spread"] = float(sps.levene(la, lb, center="median").pvalue)
-            out["wider"] = out["p_spread"] < STUDY_ALPHA and np.std(la) > np.std(lb)
+    out = {"a": a, "b": b, "n_judged": sa[1], "n_judged_baseline": sb[1], **_two_tests(sa, sb)}
     out["more_sensitive"] = out["more_failures"] or out["wider"]
     return out
 
