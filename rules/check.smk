@@ -15,8 +15,8 @@ def _main_seeds(model):
 CHECKED = sorted({
     *rules.summarize.input, *rules.figures.input, *rules.train_classifier.output,
     *_outputs(rules.train, MODELS, _main_seeds), *_outputs(rules.evaluate, MODELS, _main_seeds),
-    *_outputs(rules.sweep, SWEEP_MODELS, _main_seeds), *_outputs(rules.guidance, GUIDANCE_MODELS, _main_seeds),
-    *_outputs(rules.probe, PROBE_MODELS, _main_seeds), *_outputs(rules.dynamics, DYNAMICS_MODELS, lambda m: [0]),
+    *_outputs(rules.sweep, SWEEP_MODELS, lambda m: C.study_seeds(CFG, "sweep", m)), *_outputs(rules.guidance, GUIDANCE_MODELS, _main_seeds),
+    *_outputs(rules.probe, PROBE_MODELS, lambda m: C.study_seeds(CFG, "probe", m)), *_outputs(rules.dynamics, DYNAMICS_MODELS, lambda m: [0]),
     *_outputs(rules.curve, CURVE_MODELS, _main_seeds),
     *rules.train_judges.output, *_outputs(rules.judge, JUDGE_MODELS, _main_seeds),
     P.summary, P.claims, P.provenance, P.reference_features,

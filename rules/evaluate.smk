@@ -50,11 +50,12 @@ rule reference:
 rule summarize:
     input:
         metrics=[P.eval_dir(m, k) + "/metrics.json" for m in MODELS for k in C.model_seeds(CFG, m)],
-        # the studies of a main run at every seed of its model (seeds_by_model), so that their claims have seeds
-        sweeps=[P.sweep_dir(m, k) + "/sweep.json" for m in SWEEP_MODELS for k in C.model_seeds(CFG, m)],
+        # the studies of a main run at every seed of its model (seeds_by_model), so that their claims have seeds;
+        # sweeps and probes at the first seed only for the models their every_seed leaves out
+        sweeps=[P.sweep_dir(m, k) + "/sweep.json" for m in SWEEP_MODELS for k in C.study_seeds(CFG, "sweep", m)],
         guidance=[P.guidance_dir(m, k) + "/guidance.json" for m in GUIDANCE_MODELS for k in C.model_seeds(CFG, m)],
         dynamics=expand(P.dynamics_dir("{model}") + "/dynamics.json", model=DYNAMICS_MODELS),
-        probes=[P.probe_dir(m, k) + "/probes.json" for m in PROBE_MODELS for k in C.model_seeds(CFG, m)],
+        probes=[P.probe_dir(m, k) + "/probes.json" for m in PROBE_MODELS for k in C.study_seeds(CFG, "probe", m)],
         curves=[P.curve_dir(m, k) + "/curve.json" for m in CURVE_MODELS for k in C.model_seeds(CFG, m)],
         # every run's samples in every judge of sample quality (rules/judges.smk)
         judges=[P.judge_dir(m, k) + "/judges.json" for m in C.judge_models(CFG) for k in C.model_seeds(CFG, m)],

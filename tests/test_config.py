@@ -192,12 +192,12 @@ def test_schema_matches_the_dataclasses():
     assert set(settings["classifier"]["properties"]) == _fields(ClassifierConfig)
     assert set(settings["eval"]["properties"]) == _fields(EvalConfig)
     from genreview.studies.sweeps import GuidanceConfig, SweepConfig
-    assert set(settings["sweep"]["properties"]) == _fields(SweepConfig)
+    assert set(settings["sweep"]["properties"]) == _fields(SweepConfig) | {"every_seed"}
     assert set(settings["guidance"]["properties"]) == _fields(GuidanceConfig)
     from genreview.studies.dynamics import DynamicsConfig
     from genreview.studies.probes import ProbeConfig
     assert set(settings["dynamics"]["properties"]) == _fields(DynamicsConfig)
-    assert set(settings["probe"]["properties"]) == _fields(ProbeConfig) | {"models"}
+    assert set(settings["probe"]["properties"]) == _fields(ProbeConfig) | {"models", "every_seed"}
     from genreview.studies.curves import CurvesConfig
     assert set(settings["curves"]["properties"]) == _fields(CurvesConfig)
 
@@ -353,5 +353,22 @@ def test_seeds_by_model_gives_a_model_its_own_seeds_and_names_a_wrong_model():
     assert C.model_seeds(cfg, "vae") == [0, 1, 2] and C.model_seeds(cfg, "dcgan") == [0]
     assert C.summary_spec(cfg)["seeds_by_model"] == {"vae": [0, 1, 2]}
     raw["seeds_by_model"] = {"vea": [0, 1]}
+    with pytest.raises(C.ConfigError, match="vea"):
+        C.resolve(raw)
+
+
+def test_every_seed_limits_a_study_to_the_first_seed_of_the_models_it_leaves_out():
+    """sweep.every_seed and probe.every_seed: the models studied at every seed of their main runs; the others at
+    their first only; absent, every model at every seed. The study's jobs never see the key, and a wrong model
+    name is named."""
+    raw = load_raw_config()
+    raw.update(profile="smoke", seeds=[0], seeds_by_model={"vae": [0, 1, 2], "dcgan": [0, 1]})
+    raw["sweep"] = {**raw.get("sweep", {}), "every_seed": ["vae"]}
+    raw["probe"] = {**raw.get("probe", {}), "every_seed": None}
+    cfg = C.resolve(raw)
+    assert C.study_seeds(cfg, "sweep", "vae") == [0, 1, 2] and C.study_seeds(cfg, "sweep", "dcgan") == [0]
+    assert C.study_seeds(cfg, "probe", "dcgan") == [0, 1], "null: every seed"
+    assert "every_seed" not in C.sweep_config(cfg) and "every_seed" not in C.probe_config(cfg)
+    raw["sweep"]["every_seed"] = ["vea"]
     with pytest.raises(C.ConfigError, match="vea"):
         C.resolve(raw)

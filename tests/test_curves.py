@@ -291,7 +291,7 @@ def test_curve_job_names_the_fix_for_a_run_without_snapshots(fmnist_root, tiny_c
 def test_only_the_curve_models_train_specs_change():
     cfg = smoke_config()
     curve = C.curve_models(cfg)
-    assert curve == ["vae", "dcgan", "ddpm"]
+    assert curve == ["vae", "dcgan", "stylegan", "ddpm"]
     n = C.curves_config(cfg)["snapshots"]
     for m in cfg["models"]:
         train = C.train_spec(cfg, m, 0)["train"]

@@ -94,6 +94,23 @@ def test_plan_shares_each_draw_across_models_and_adds_the_ablation_to_dcgan_only
         plan(_spec("dcgan", hparams={"detach_fake": False}))
 
 
+def test_kl_weight_runs_train_for_the_main_runs_budget():
+    """The KL-weight runs are not short runs: by default each trains as long as the main run planned
+    (train_summary's planned_steps); beta_steps sets a number of generator updates instead; without a main run
+    they fall back to the short runs' steps. The other runs stay short."""
+    from genreview.studies.dynamics import _run_spec
+    spec = _spec("vae", steps=7, seeds=[0], draws=0)
+    dyn = DynamicsConfig(**spec["dynamics"])
+    runs = {r["kind"]: r for r in plan(spec)}
+    main = {"planned_steps": 123, "steps": 100, "precision": "fp32", "memory_format": "contiguous"}
+    steps = lambda run, d=dyn, chosen=main: _run_spec(spec, run, d, 6000, chosen)["train"]["max_steps"]  # noqa: E731
+    assert steps(runs["beta"]) == 123 and steps(runs["seed"]) == 7
+    assert steps(runs["beta"], chosen=None) == 7, "no main run: the short runs' budget"
+    assert steps(runs["beta"], dataclasses.replace(dyn, beta_steps=40)) == 40
+    assert _run_spec(spec, runs["beta"], dyn, 6000, main)["train"]["epochs"] == math.ceil(
+        123 / (6000 // runs["beta"]["batch_size"]))
+
+
 # --------------------------------------------------------------------------- class coverage
 
 def test_class_coverage_tells_collapse_from_a_full_histogram():
@@ -181,6 +198,19 @@ def test_dynamics_job_trains_scores_and_resumes(fmnist_root, tiny_classifier_dir
     assert [r["n"] for r in rescored["runs"]] == [30] * 7
     assert [r["train_seconds"] for r in rescored["runs"]] == pytest.approx([r["train_seconds"] for r in res["runs"]],
                                                                            abs=0.05)
+
+
+def test_kl_weight_runs_of_a_job_take_the_budget_its_main_run_planned(fmnist_root, tiny_classifier_dir, tmp_path):
+    """End to end: a main run trained by the pipeline's `train` writes the train_summary.json the dynamics job
+    reads, and the job's KL-weight runs train for that run's planned steps while its seed runs stay short."""
+    from genreview.training.train import train
+    spec = _spec("vae", fmnist_root, steps=3, seeds=[0], draws=0, n_samples=20, betas=[4.0])
+    main = train(spec["train_spec"], tmp_path / "main")
+    assert main["planned_steps"] == 12 != 3, "the smoke profile's main runs plan 12 steps"
+    res = dynamics_run(spec, tiny_classifier_dir / "classifier.pt", tmp_path / "dyn",
+                       main_run=tmp_path / "main" / "train_summary.json")
+    steps = {r["kind"]: (r["steps"], r["max_steps"]) for r in res["runs"]}
+    assert steps == {"seed": (3, 3), "beta": (12, 12)}
 
 
 def test_diverged_run_is_recorded_not_scored(fmnist_root, tiny_classifier_dir, tmp_path):

@@ -176,9 +176,10 @@ def test_the_bf16_peak_is_looked_up_by_device_name(name, peak, monkeypatch):
 
 
 def test_the_estimate_is_planned_steps_times_seconds_per_step_times_seeds():
+    """...and the KL-weight runs of the dynamics study, which train as long as the main runs."""
     from genreview.bench.throughput import estimate
     cfg = {"profile": "full", "models": ["gmm", "vae", "ddpm", "ldm"], "seeds": [0],
-           "seeds_by_model": {"vae": [0, 1, 2]}}
+           "seeds_by_model": {"vae": [0, 1, 2]}, "dynamics": {"models": ["ddpm"]}}
     measured = {"gmm": {"skipped": "fitted by EM, not by training steps"},
                 "vae": {"planned_steps": 1000, "ms_per_step": 10.0, "flops_per_step": 1e9},
                 "ddpm": {"planned_steps": 2000, "ms_per_step": 50.0, "flops_per_step": 1e10}}
@@ -188,3 +189,8 @@ def test_the_estimate_is_planned_steps_times_seconds_per_step_times_seeds():
     assert est["train_flops"] == pytest.approx(3 * 1000 * 1e9 + 2000 * 1e10)
     assert est["not_covered"] == {"gmm": "fitted by EM, not by training steps", "ldm": "not measured"}
     assert "training steps" in est["covers"] and est["profile"] == "full"
+    cfg["dynamics"] = {"models": ["vae", "ddpm"], "seeds": [0, 1, 2], "betas": [0.25, 4.0]}
+    vae = estimate(cfg, measured)["models"]["vae"]
+    assert vae["kl_weight_runs"] == 6 and vae["seconds"] == pytest.approx(1000 * 0.01 * (3 + 6))
+    cfg["dynamics"]["beta_steps"] = 300    # short KL-weight runs: not main-run training
+    assert estimate(cfg, measured)["models"]["vae"]["kl_weight_runs"] == 0

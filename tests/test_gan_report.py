@@ -189,6 +189,44 @@ def test_blur_against_the_kl_weight():
     assert rule_beta_blur(_summary(vae=runs[:3]), {"a": "vae"}, 0.1)[0] == "not measured"
 
 
+def test_kl_weight_runs_at_the_main_budget_stand_beside_the_main_runs():
+    """KL-weight runs that trained as far as the main runs are compared with the main runs at the configured weight
+    (not the short seed runs), and their verdict is checked like a quality verdict (the model's plateau, `_budget`),
+    not against the short runs' (`_short_budget`); shorter ones stay short runs."""
+    from genreview.publish.claims import _budget, rule_beta_blur
+    from genreview.publish.verdicts import beta_study
+    from genreview.summary.stats import stat
+
+    def run(kind, seed, b, blur, steps):
+        r = _run(kind, seed, 50.0, label=f"{kind}{b}_seed{seed}")
+        r.update(changed={"beta": b} if kind == "beta" else {}, blur=blur, steps=steps, max_steps=steps)
+        return r
+    runs = ([run("seed", s, 1.0, 0.9, 300) for s in range(3)] + [run("beta", s, 4.0, 0.60 + s / 100, 3000)
+                                                                  for s in range(3)]
+            + [run("beta", s, 0.25, 0.10 + s / 100, 3000) for s in range(3)])
+    summary = _summary(vae=runs)
+    summary["models"]["vae"] = {"display": "VAE", "hparams": {"beta": 1.0}, "n_seeds": 3, "n_ok": 3,
+                                "metrics": {"steps": stat([3000] * 3), "blur": stat([0.40, 0.41, 0.42])}}
+    st = beta_study(summary, "vae")
+    assert st["main_budget"] and st["steps"] == 3000
+    mid = st["rows"][1]
+    assert (mid["beta"], mid["source"], mid["blur"]["values"]) == (1.0, "main runs", [0.40, 0.41, 0.42]), \
+        "the configured weight at the main budget is the main runs, not the short seed runs (blur 0.9)"
+    test, ev, numbers = rule_beta_blur(summary, {"a": "vae"}, 0.1)
+    assert test["b"]["values"] == pytest.approx([0.10, 0.11, 0.12]), "the test compares the KL-weight runs only"
+    assert numbers["a"] == "vae" and "short_runs" not in numbers and "main runs' budget" in ev
+    summary["curves"] = {"vae": {"rows": [{"images": 1000 * 2 ** i, "fd": {"mean": 100.0 / (1 + i)}}
+                                          for i in range(4)]}}
+    row = {"verdict": "supported", "reason": None, "evidence": ev, "numbers": numbers}
+    _budget(summary, row, 0.05)
+    assert row["verdict"] == "inconclusive" and row["reason"].startswith("budget-limited"), \
+        "a VAE still improving at its main budget leaves the KL-weight verdict budget-limited"
+    summary["models"]["vae"]["metrics"]["steps"] = stat([30000] * 3)   # the main runs trained ten times longer
+    st = beta_study(summary, "vae")
+    assert not st["main_budget"] and st["rows"][1]["source"] == "short runs"
+    assert rule_beta_blur(summary, {"a": "vae"}, 0.1)[2]["short_runs"] == "vae"
+
+
 def test_short_run_verdicts_are_budget_limited_when_the_main_runs_train_further():
     """A verdict read from short runs (detach, KL weight) stands only when the model's main runs, with far more
     images, reach about the same KID (the short runs had levelled off); otherwise it is budget-limited."""

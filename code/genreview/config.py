@@ -256,7 +256,16 @@ def reference_spec(cfg: dict) -> dict:
 
 def sweep_config(cfg: dict) -> dict:
     from .studies.sweeps import SweepConfig
-    return dataclasses.asdict(SweepConfig(**cfg.get("sweep", {})))
+    return dataclasses.asdict(SweepConfig(**{k: v for k, v in cfg.get("sweep", {}).items() if k != "every_seed"}))
+
+
+def study_seeds(cfg: dict, study: str, model: str) -> list[int]:
+    """The seeds at which `study` (sweep, probe) runs on `model`: every seed of its main runs (`model_seeds`) where
+    the study's `every_seed` lists the model or is absent, else the first seed only (a study no claim reads at
+    other seeds need not cost them)."""
+    seeds = model_seeds(cfg, model)
+    every = (cfg.get(study) or {}).get("every_seed")
+    return seeds if every is None or model in every else seeds[:1]
 
 
 def guidance_config(cfg: dict) -> dict:
@@ -292,7 +301,8 @@ def dynamics_config(cfg: dict) -> dict:
 
 def probe_config(cfg: dict) -> dict:
     from .studies.probes import ProbeConfig
-    return dataclasses.asdict(ProbeConfig(**{k: v for k, v in cfg.get("probe", {}).items() if k != "models"}))
+    return dataclasses.asdict(ProbeConfig(**{k: v for k, v in cfg.get("probe", {}).items()
+                                             if k not in ("models", "every_seed")}))
 
 
 def dynamics_models(cfg: dict) -> list[str]:

@@ -60,10 +60,11 @@ BF16_PEAK_TFLOPS: list[tuple[str, float | None]] = [
 ]
 
 ESTIMATE_COVERS = ("the training steps of the profile's main runs (each model's planned steps x its measured "
-                   "seconds per step x its seeds), one job at a time on this device; not included: the classical "
-                   "models' EM fits, precision calibration, checkpoints and progress grids, the FLOP count after "
-                   "each run, the domain classifier, evaluation and sampling, and the studies (dynamics, sweeps, "
-                   "guidance, probes, curves, reproduce)")
+                   "seconds per step x its seeds) and of the KL-weight runs, which train as long (dynamics.betas "
+                   "x its seeds, for dynamics.beta_models), one job at a time on this device; not included: the "
+                   "classical models' EM fits, precision calibration, checkpoints and progress grids, the FLOP "
+                   "count after each run, the domain classifier, evaluation and sampling, and the studies "
+                   "(dynamics, sweeps, guidance, probes, curves, reproduce)")
 
 
 def bf16_peak_tflops(device: torch.device) -> float | None:
@@ -156,15 +157,19 @@ def estimate(cfg: dict, measured: dict) -> dict:
     planned steps x seconds per step x seeds (`config.model_seeds`), summed; what it covers is `ESTIMATE_COVERS`.
     A model of the profile without a measurement is listed under "not_covered" with the reason."""
     models, missing = {}, {}
+    dyn = C.dynamics_config(cfg)
+    kl_runs = ({m: len(dyn["betas"]) * len(dyn["seeds"]) for m in C.dynamics_models(cfg) if m in dyn["beta_models"]}
+               if dyn["beta_steps"] is None else {})   # runs at the main runs' budget (studies.dynamics.run_budget)
     for name in cfg["models"]:
         r = measured.get(name) or {}
         if "ms_per_step" not in r:
             missing[name] = r.get("skipped") or r.get("error") or "not measured"
             continue
-        seeds = len(C.model_seeds(cfg, name))
-        models[name] = {"planned_steps": r["planned_steps"], "seeds": seeds, "ms_per_step": r["ms_per_step"],
-                        "seconds": r["planned_steps"] * r["ms_per_step"] / 1e3 * seeds,
-                        "train_flops": r["planned_steps"] * r["flops_per_step"] * seeds}
+        seeds, extra = len(C.model_seeds(cfg, name)), kl_runs.get(name, 0)
+        models[name] = {"planned_steps": r["planned_steps"], "seeds": seeds, "kl_weight_runs": extra,
+                        "ms_per_step": r["ms_per_step"],
+                        "seconds": r["planned_steps"] * r["ms_per_step"] / 1e3 * (seeds + extra),
+                        "train_flops": r["planned_steps"] * r["flops_per_step"] * (seeds + extra)}
     seconds = sum(m["seconds"] for m in models.values())
     return {"profile": cfg["profile"], "covers": ESTIMATE_COVERS, "seconds": seconds, "hours": seconds / 3600,
             "train_flops": sum(m["train_flops"] for m in models.values()), "models": models, "not_covered": missing}

@@ -427,21 +427,27 @@ def rule_detach(summary, c, margin):
 
 def rule_beta_blur(summary, c, margin):
     """Claim: the VAE's blur comes from the trade-off between reconstruction and regularisation. Test: over the
-    KL-weight runs of the short-run study (`verdicts.beta_study`), blur at the largest weight is higher than at
-    the smallest (the engine, over the seeds of both); the evidence lists blur at every weight."""
+    KL-weight runs of the dynamics study (`verdicts.beta_study`), blur at the largest weight is higher than at
+    the smallest (the engine, over the seeds of both); the evidence lists blur at every weight. Runs at the main
+    runs' budget are judged like a quality claim, budget-limited while the model's main runs still improve
+    (`_budget`); shorter ones like the short runs (`_short_budget`)."""
     st = beta_study(summary, c["a"])
     if not st:
         return "not measured", (f"needs {_tx(c['a'])}'s runs at other KL weights "
                                 f"({_tx('dynamics.beta_models')})"), {}
-    rows = [r for r in st["rows"] if r["blur"]["n"]]
+    rows = [r for r in st["rows"] if r["blur"]["n"] and not r["configured"]]
     if len(rows) < 2:
         return "not measured", "fewer than two KL weights have scored runs", {}
     lo, hi = rows[0], rows[-1]
-    ev = ("blur " + ", ".join(f"{fmt(r['blur']['mean'], 2)} at $\\beta = {fmt(r['beta'], 2)}$" for r in rows)
-          + f" ({_seeds(hi['blur'])} per weight, {st['steps']} updates each)")
-    return (Test(a=hi["blur"], b=lo["blur"], metric="blur", claimed="higher"), ev,
-            {"beta_low": lo["beta"], "beta_high": hi["beta"], "blur_low": lo["blur"]["mean"],
-             "blur_high": hi["blur"]["mean"], "short_runs": c["a"]})
+    listed = [r for r in st["rows"] if r["blur"]["n"]]
+    budget = "the main runs' budget" if st["main_budget"] else "short runs"
+    ev = ("blur " + ", ".join(f"{fmt(r['blur']['mean'], 2)} at $\\beta = {fmt(r['beta'], 2)}$"
+                              + (" (the main runs)" if r["source"] == "main runs" else "") for r in listed)
+          + f" ({_seeds(hi['blur'])} per weight, {st['steps']} updates each, {budget})")
+    numbers = {"beta_low": lo["beta"], "beta_high": hi["beta"], "blur_low": lo["blur"]["mean"],
+               "blur_high": hi["blur"]["mean"], "main_budget": st["main_budget"]}
+    numbers.update({"a": c["a"]} if st["main_budget"] else {"short_runs": c["a"]})
+    return Test(a=hi["blur"], b=lo["blur"], metric="blur", claimed="higher"), ev, numbers
 
 
 def rule_resolution(summary, c, margin):

@@ -335,25 +335,41 @@ def dynamics_study(summary: dict, model: str) -> dict | None:
 
 
 def beta_study(summary: dict, model: str = "vae") -> dict | None:
-    """A model's short runs at other KL weights (the dynamics study's "beta" runs) beside its seed runs at the
-    configured weight (the main run's hparams, 1 when it records none): {"model", "steps", "rows": [{"beta",
-    "configured", "n", "n_ok", "blur", "fd"} by increasing beta, blur and fd stats over the runs that trained]}.
-    None without beta runs."""
+    """A model's runs at other KL weights (the dynamics study's "beta" runs) beside runs at the configured weight
+    (the main run's hparams, 1 when it records none): {"model", "steps" (the beta runs' training steps),
+    "main_budget" (True when they trained as far as the main runs), "rows": [{"beta", "configured", "source", "n",
+    "n_ok", "blur", "fd"} by increasing beta, blur and fd stats over the runs that trained]}. The configured
+    weight's row is the main runs' evaluation ("source": "main runs") when the beta runs had their budget, else the
+    study's seed runs ("short runs"), which trained as long as the beta runs. None without beta runs."""
     d = summary.get("dynamics", {}).get(model)
     runs = (d or {}).get("runs", [])
-    if not any(r["kind"] == "beta" for r in runs):
+    betas = [r for r in runs if r["kind"] == "beta"]
+    if not betas:
         return None
-    configured = float(((summary.get("models", {}).get(model) or {}).get("hparams") or {}).get("beta", 1.0))
-    groups = {configured: [r for r in runs if r["kind"] == "seed"]}
-    for r in runs:
-        if r["kind"] == "beta":
-            groups.setdefault(float(r["changed"]["beta"]), []).append(r)
+    m = summary.get("models", {}).get(model) or {}
+    configured = float((m.get("hparams") or {}).get("beta", 1.0))
+    steps = max(int(r.get("max_steps") or r.get("steps") or 0) for r in betas)
+    main_steps = ((m.get("metrics") or {}).get("steps") or {}).get("mean")
+    main_budget = bool(main_steps) and steps >= main_steps
+    groups: dict[float, list[dict]] = {}
+    for r in betas:
+        groups.setdefault(float(r["changed"]["beta"]), []).append(r)
     rows = []
-    for b in sorted(groups):
-        ok = [r for r in groups[b] if r.get("status") == "ok"]
-        rows.append({"beta": b, "configured": b == configured, "n": len(groups[b]), "n_ok": len(ok),
+    for b, rs in groups.items():
+        ok = [r for r in rs if r.get("status") == "ok"]
+        rows.append({"beta": b, "configured": False, "source": "KL-weight runs", "n": len(rs), "n_ok": len(ok),
                      "blur": stat(r.get("blur") for r in ok), "fd": stat(r.get("fd") for r in ok)})
-    return {"model": model, "steps": d["steps"], "rows": rows}
+    if main_budget:
+        mm = m.get("metrics") or {}
+        rows.append({"beta": configured, "configured": True, "source": "main runs", "n": m.get("n_seeds", 0),
+                     "n_ok": m.get("n_ok", 0), "blur": mm.get("blur") or stat([]), "fd": mm.get("fd") or stat([])})
+    else:
+        ok = [r for r in runs if r["kind"] == "seed" and r.get("status") == "ok"]
+        rows.append({"beta": configured, "configured": True, "source": "short runs",
+                     "n": sum(r["kind"] == "seed" for r in runs), "n_ok": len(ok),
+                     "blur": stat(r.get("blur") for r in ok), "fd": stat(r.get("fd") for r in ok)})
+    return {"model": model, "steps": steps, "main_budget": main_budget,
+            "rows": sorted(rows, key=lambda r: r["beta"])}
 
 
 def _ablation_side(rs: list[dict]) -> dict:

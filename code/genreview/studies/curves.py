@@ -37,7 +37,7 @@ from ..utils import load_json, log, pick_device, save_json, seed_everything, set
 
 @dataclass
 class CurvesConfig:
-    models: list[str] = hp(["vae", "dcgan", "wgan_gp", "ddpm", "ldm"], unique_items=True, items=MODEL_NAME,
+    models: list[str] = hp(["vae", "dcgan", "wgan_gp", "stylegan", "ddpm", "ldm"], unique_items=True, items=MODEL_NAME,
                            doc="models trained by gradient steps that draw samples (not gmm, hmm or the "
                                "image-to-image models)")  # one job per seed
     snapshots: int = hp(6, minimum=1, maximum=10**3, doc="snapshots per run, log-spaced in steps; the last step always")

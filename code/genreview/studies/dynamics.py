@@ -22,7 +22,9 @@ under the protocol (`metrics.Reference`) at one N:
   what that does to the samples.
 - "beta" runs: a VAE at other KL weights (`betas`) at every seed, beside the seed runs at the configured
   one: its blur against real images (`evaluate.blur`) as the weight of the regulariser grows, the
-  sources' explanation of the VAE's blur (a trade-off between reconstruction and regularisation).
+  sources' explanation of the VAE's blur (a trade-off between reconstruction and regularisation). They
+  are not short runs: by default each trains for the main run's whole budget (`beta_steps`), since a
+  blur measured on a model far from trained says little about a trained one.
 
 Each run also reports D's mean output on real and fake images in its last log window: at the
 optimum of the original game D(x) = 1/2 everywhere (Goodfellow et al. 2014), and a D that
@@ -83,6 +85,11 @@ class DynamicsConfig:
     betas: list[float] = hp([0.25, 4.0], unique_items=True, items={"minimum": 0, "maximum": 10**3},
                             doc="KL weights of the extra runs (the configured one is the seed runs'): what the "
                                 "regularisation does to the VAE's blur")
+    beta_steps: int | None = hp(None, minimum=1, maximum=10**8,
+                                doc="generator updates of each KL-weight run; null: the main run's whole budget "
+                                    "(its train_summary's planned_steps), so that blur is compared between models "
+                                    "trained as far as the main runs, whose own blur stands at the configured "
+                                    "weight; `steps` where the job has no main run")
     collapse_share: float = hp(0.25, minimum=0, maximum=1,
                                doc="a class is covered when its share is >= this x its share of the reference")
     collapse_classes: float = hp(0.5, minimum=0, maximum=1,
@@ -175,6 +182,16 @@ def short_run_steps(name: str, hparams: dict, steps: int) -> int:
     return steps * cls.steps_per_generator_update(cfg_cls(**hparams))
 
 
+def run_budget(name: str, hparams: dict, dyn: DynamicsConfig, chosen: dict | None) -> int:
+    """Training steps of a KL-weight run: `beta_steps` generator updates where set, else the main run's planned
+    steps (`chosen`: its train_summary.json), else a short run's."""
+    if dyn.beta_steps is not None:
+        return short_run_steps(name, hparams, dyn.beta_steps)
+    if chosen and chosen.get("planned_steps"):
+        return int(chosen["planned_steps"])
+    return short_run_steps(name, hparams, dyn.steps)
+
+
 def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int, chosen: dict | None = None) -> dict:
     """The run's train spec: the model's, with the run's hparams, seed and batch, and `steps` generator updates
     (`short_run_steps`). Where the
@@ -185,6 +202,8 @@ def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int, chosen: 
     ts["hparams"].update(run["changed"])
     train = ts["train"]
     steps = short_run_steps(ts["model"], ts["hparams"], dyn.steps)
+    if run["kind"] == "beta":
+        steps = run_budget(ts["model"], ts["hparams"], dyn, chosen)
     train.update(
         batch_size=run["batch_size"], max_steps=steps,
         epochs=math.ceil(steps / (n_train // run["batch_size"])),
@@ -301,6 +320,7 @@ def _train_and_score(ts, run, run_dir, rid, train, device, ref, ref_hist, cfg, d
         model, D.Batches(train, tcfg.batch_size, run["seed"], device))
     row = {"label": run["label"], "kind": run["kind"], "seed": run["seed"], "batch_size": tcfg.batch_size,
            "changed": run["changed"], "draw": run["draw"], "status": st["status"], "steps": st["step"],
+           "max_steps": tcfg.max_steps,
            "images_seen": st["step"] * tcfg.batch_size, "train_seconds": st["elapsed"],
            "ms_per_step": 1000 * st["elapsed"] / max(1, st["step"]), "train_precision": st["precision"],
            "memory_format": st["memory_format"], "diverged_at": st.get("diverged_at"),
