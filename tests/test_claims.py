@@ -564,3 +564,40 @@ def test_autoregressive_scaling_is_judged_on_the_growth_of_sampling_time_with_pi
     j = CL.judge(**test)
     assert j.kind == "supported", j
     assert rule_resolution({"models": {"pixelcnn": {}}}, {"a": "pixelcnn"}, 0.1)[0] == "not measured"
+
+
+def test_a_model_that_never_reached_the_threshold_is_judged_on_its_lower_bound():
+    """Training time to the FD threshold of a model whose seeds never reached it is at least its whole training:
+    the claim "StyleGAN trains more slowly than DCGAN" is judged on that bound, and a verdict stands only where it
+    calls the censored model the slower one; otherwise it is budget-limited."""
+    from genreview.publish.claims import Test, _censored, rule_compare
+    from genreview.summary.stats import stat
+
+    def curve(times, n_never, bound):
+        return {"to_threshold": {"wall": stat(times), "images": stat(times), "n_never": n_never,
+                                 "at_least": {"wall": stat(bound), "images": stat(bound)}}}
+    models = {n: {"display": n.upper(), "n_ok": 3, "family": "gan", "metrics": {}} for n in ("stylegan", "dcgan")}
+    summary = {"models": models, "order": list(models),
+               "curves": {"stylegan": curve([], 3, [300.0, 310.0, 320.0]),
+                          "dcgan": curve([90.0, 95.0, 100.0], 0, [90.0, 95.0, 100.0])}}
+    c = {"quantity": "curve:wall", "a": "stylegan", "b": "dcgan", "expect": "higher"}
+    test, ev, numbers = rule_compare(summary, c, 0.1)
+    assert isinstance(test, Test) and test["a"]["values"] == [300.0, 310.0, 320.0]
+    assert numbers["censored"] == ["stylegan"] and "never reached the FD threshold in 3 of 3 seeds" in ev
+
+    def judged(verdict, claimed="higher", censored=("stylegan",)):
+        row = {"verdict": verdict, "reason": None, "numbers": {"a": "stylegan", "b": "dcgan",
+                                                                "censored": list(censored)}}
+        _censored(summary, row, {"claimed": claimed})
+        return row["verdict"], row["reason"]
+    assert judged("supported") == ("supported", None), "slower even by its lower bound: stands"
+    assert judged("contradicted")[0] == "inconclusive", "faster than the other by a lower bound says nothing"
+    assert judged("contradicted")[1].startswith("budget-limited: STYLEGAN never reached")
+    assert judged("equivalent")[0] == "inconclusive"
+    assert judged("supported", censored=("dcgan",))[0] == "inconclusive", "above the other's lower bound only"
+    assert judged("contradicted", censored=("dcgan",)) == ("contradicted", None)
+    assert judged("contradicted", claimed="lower") == ("contradicted", None), "claimed faster, but slower: stands"
+    summary["curves"]["dcgan"] = curve([], 3, [50.0])   # neither reached it: still judged on the bounds, and
+    assert judged("supported", censored=("stylegan", "dcgan"))[0] == "inconclusive"   # no verdict can stand
+    del summary["curves"]["dcgan"]
+    assert rule_compare(summary, c, 0.1)[0] == "not measured"

@@ -199,6 +199,9 @@ def test_summary_and_study_read_the_curves(tmp_path):
     # each seed's own crossing: 200 -> 80 at 20 s -> 40 s crosses 110 at 35 s; 180 -> 100 at 20 -> 40 s at 37.5 s
     assert vae["to_threshold"]["wall"]["values"] == pytest.approx([35.0, 37.5]) and vae["to_threshold"]["n_never"] == 0
     assert cs["wgan"]["to_threshold"]["wall"]["n"] == 0 and cs["wgan"]["to_threshold"]["n_never"] == 2
+    assert cs["wgan"]["to_threshold"]["at_least"]["wall"]["values"] == [80.0, 80.0], \
+        "a seed that never reached the threshold took at least its whole training: its last snapshot"
+    assert vae["to_threshold"]["at_least"]["wall"]["values"] == pytest.approx([35.0, 37.5])
     study = compute_study({"order": ["vae", "dcgan", "wgan"], "curves": cs})
     assert study["reached"] == ["dcgan", "vae"] and study["never"] == ["wgan"]
     assert study["by_final"] == ["vae", "dcgan", "wgan"]

@@ -238,17 +238,55 @@ class Test(dict):
     judges every Test of the ledger, adjusts their p-values together and sets the verdicts."""
 
 
+def at_least(summary: dict, model: str, q: str) -> tuple[dict, int] | None:
+    """A curve quantity (time to the FD threshold) over every seed of `model`'s curves, a seed that never reached
+    the threshold counted with its whole training: (the stat, a lower bound where seeds never reached it; the
+    number of such seeds). None without a curve."""
+    t = (summary.get("curves", {}).get(model) or {}).get("to_threshold") or {}
+    st = (t.get("at_least") or {}).get(q.split(":", 1)[1])
+    return (st, t.get("n_never", 0)) if st and st.get("mean") is not None else None
+
+
 def rule_compare(summary, c, margin):
     q = c["quantity"]
     a = resolve(summary, c["a"], q)
     b = resolve(summary, c["b"], q, other_than=a) if a else None
     qa, qb = (quantity(summary, a, q) if a else None), (quantity(summary, b, q) if b else None)
+    censored = []
+    if (not qa or not qb) and q.startswith("curve:") and a and b:
+        # a model whose seeds never reached the threshold took at least its whole training: judged on that lower
+        # bound, a verdict stands only where it calls that model the slower one (`_censored`)
+        la, lb = at_least(summary, a, q), at_least(summary, b, q)
+        if la and lb and (la[1] or lb[1]):
+            (qa, na), (qb, nb) = la, lb
+            censored = [(n, k) for n, k in ((a, na), (b, nb)) if k]
     if not qa or not qb:
         return "not measured", f"needs {label(q)} of {_tx(c['a'])} and {_tx(c['b'])}", {}
     scale, unit = (1e-6, "M") if q == "params" else (1.0, "")
     ev = (f"{label(q)} {pm(qa, scale=scale)}{unit} ({_display(summary, a)}, {_seeds(qa)}) vs.\\ "
           f"{pm(qb, scale=scale)}{unit} ({_display(summary, b)}, {_seeds(qb)})")
-    return Test(a=qa, b=qb, metric=q, claimed=c["expect"]), ev, {"a": a, "b": b, "a_value": qa, "b_value": qb}
+    ev += "".join(f"; {_display(summary, n)} never reached the FD threshold in {k} of "
+                  f"{(qa if n == a else qb)['n']} seeds, which count with their whole training (a lower bound)"
+                  for n, k in censored)
+    numbers = {"a": a, "b": b, "a_value": qa, "b_value": qb}
+    if censored:
+        numbers["censored"] = [n for n, _ in censored]
+    return Test(a=qa, b=qb, metric=q, claimed=c["expect"]), ev, numbers
+
+
+def _censored(summary: dict, row: dict, test: "Test") -> None:
+    """A verdict judged on a lower bound (`rule_compare`'s censored curve times) stands only where it calls the
+    censored model the slower one, which the bound can only understate; any other verdict (the censored model
+    faster, or as fast) is inconclusive, budget-limited: the model did not train long enough to tell."""
+    cens = row["numbers"].get("censored")
+    if not cens or row["verdict"] not in ("supported", "contradicted", "equivalent"):
+        return
+    a_higher = (row["verdict"] == "supported") == (test["claimed"] == "higher")
+    slower = row["numbers"]["a"] if a_higher else row["numbers"]["b"]
+    if row["verdict"] == "equivalent" or set(cens) - {slower}:
+        row["verdict"], row["reason"] = "inconclusive", (
+            "budget-limited: " + " and ".join(_display(summary, n) for n in cens) + " never reached the FD "
+            "threshold in some seeds, so its time is only a lower bound")
 
 
 def rule_threshold(summary, c, margin):
@@ -550,6 +588,7 @@ def evaluate(summary: dict, ledger: dict) -> dict:
         if r["topic"] == "quality":
             _matched(summary, r, tests[r["id"]], cfg)
             _judges(summary, r, tests[r["id"]], cfg)
+        _censored(summary, r, tests[r["id"]])
         if r["topic"] in ("quality", "diversity"):   # what the samples are like: asked of models still improving too
             _budget(summary, r, cfg.plateau_gain)
         _short_budget(summary, r, cfg.plateau_gain)

@@ -137,7 +137,9 @@ def curve_summary(files: list[str]) -> dict:
     as a stat over the seeds that reached that step; "time_to_threshold" of the mean curve (None when it
     never reaches the threshold) and "seeds_reached", the seeds whose own curve reaches it; "to_threshold",
     each seed's own crossing as stats over the seeds that reach it ({"wall", "images"}, training seconds and
-    images seen) with "n_never", the seeds that never do (a comparison of training speed needs none)."""
+    images seen) with "n_never", the seeds that never do (a comparison of training speed needs none), and
+    "at_least": the same over every seed, a seed that never reaches it counted with its whole training (its last
+    snapshot): a lower bound where n_never > 0."""
     out = {}
     for model, runs in by_model(files).items():
         runs = sorted(runs, key=lambda r: r["seed"])
@@ -155,8 +157,11 @@ def curve_summary(files: list[str]) -> dict:
                       "seeds_reached": sum(time_to_threshold(r["rows"], threshold) is not None for r in runs)}
         own = [time_to_threshold(r["rows"], threshold) for r in runs]
         reached = [t for t in own if t is not None]
+        bound = [t or (r["rows"][-1] if r["rows"] else None) for t, r in zip(own, runs)]
+        bound = [t for t in bound if t is not None]
         out[model]["to_threshold"] = {"wall": stat(t["wall"] for t in reached),
-                                      "images": stat(t["images"] for t in reached), "n_never": len(own) - len(reached)}
+                                      "images": stat(t["images"] for t in reached), "n_never": len(own) - len(reached),
+                                      "at_least": {k: stat(t[k] for t in bound) for k in ("wall", "images")}}
     return out
 
 
