@@ -266,8 +266,9 @@ def rule_compare(summary, c, margin):
     ev = (f"{label(q)} {pm(qa, scale=scale)}{unit} ({_display(summary, a)}, {_seeds(qa)}) vs.\\ "
           f"{pm(qb, scale=scale)}{unit} ({_display(summary, b)}, {_seeds(qb)})")
     ev += "".join(f"; {_display(summary, n)} never reached the FD threshold in {k} of "
-                  f"{(qa if n == a else qb)['n']} seeds, which count with their whole training (a lower bound)"
-                  for n, k in censored)
+                  f"{(qa if n == a else qb)['n']} seeds, "
+                  + ("which count with their" if k > 1 else "which counts with its")
+                  + " whole training (a lower bound)" for n, k in censored)
     numbers = {"a": a, "b": b, "a_value": qa, "b_value": qb}
     if censored:
         numbers["censored"] = [n for n, _ in censored]
