@@ -115,3 +115,13 @@ def test_peer_dcgan_race_scores_at_equal_images_and_equal_time(small_train):
     for k, m in models.items():
         assert all(not torch.equal(a, b) for a, b in zip(before[k], m.parameters()) if a.dim() > 1), \
             f"{k}: every weight of G and D moved"
+
+
+def test_peer_rounds_keep_two_step_counts_in_step():
+    """--ours-steps: two models trained for different step counts alternate so that after each round both have done
+    the same share of their totals, and each ends at exactly its total."""
+    from genreview.bench.peers import rounds
+    r = list(rounds({"ours": 2650, "diffusers": 300}, 25))
+    assert len(r) == 106 and sum(x["ours"] for x in r) == 2650 and sum(x["diffusers"] for x in r) == 300
+    assert max(x["ours"] for x in r) <= 26 and all(x["diffusers"] in (2, 3) for x in r)
+    assert list(rounds({"ours": 50, "diffusers": 50}, 25)) == [{"ours": 25, "diffusers": 25}] * 2

@@ -199,6 +199,19 @@ def _prepare(args, model: str):
     return cfg, spec, device, train, test, clf
 
 
+def rounds(totals: dict[str, int], block: int):
+    """The alternating schedule of models trained for different step counts (`--ours-steps`): per round, the steps
+    each model takes, so that every model has done the same share of its total after each round (the longest
+    one `block` steps a round)."""
+    n = -(-max(totals.values()) // block)
+    done = dict.fromkeys(totals, 0)
+    for i in range(1, n + 1):
+        step = {k: round(t * i / n) - done[k] for k, t in totals.items()}
+        for k, v in step.items():
+            done[k] += v
+        yield step
+
+
 def run(args) -> dict:
     cfg, spec, device, train, test, clf = _prepare(args, "ddpm")
     dataset = cfg["dataset"]
@@ -212,32 +225,32 @@ def run(args) -> dict:
     precision = resolve_precision(args.precision, device)
     channels_last = args.channels_last
     models = {"ours": ours, "diffusers": peer}
+    totals = {"ours": args.ours_steps or args.steps, "diffusers": args.steps}
     run_state = {}
     for name, m in models.items():
         if channels_last:
             m.to(memory_format=torch.channels_last)
         opts = m.configure_optimizers()
-        run_state[name] = {"opts": opts, "scheds": m.lr_schedulers(opts, args.steps), "times": [],
+        run_state[name] = {"opts": opts, "scheds": m.lr_schedulers(opts, totals[name]), "times": [],
                            "state": {"step": 0}, "batches": D.Batches(train, batch, args.seed, device)}
     amp = lambda: autocast(device, precision)  # noqa: E731
-    log.info("training %d steps each at batch %d (%s, %s): ours %d params, diffusers %d params %s",
-             args.steps, batch, precision, "channels_last" if channels_last else "contiguous",
+    log.info("training %s steps at batch %d (%s, %s): ours %d params, diffusers %d params %s",
+             totals, batch, precision, "channels_last" if channels_last else "contiguous",
              count_parameters(ours.unet), count_parameters(peer.unet), peer.layout)
     torch.manual_seed(args.seed)
-    done = 0
-    while done < args.steps:
-        n = min(args.block, args.steps - done)
+    for share in rounds(totals, args.block):
         for name, m in models.items():
             r = run_state[name]
-            r["times"] += _train_block(m, r["opts"], r["scheds"], r["batches"], r["state"], n, amp, channels_last)
-        done += n
-        msg = "  ".join(f"{k}: loss {r['state']['loss']:.4f}, {1e3 * statistics.median(r['times']):.0f} ms/step"
-                        for k, r in run_state.items())
-        print(f"step {done}/{args.steps}  {msg}", file=sys.stderr, flush=True)
+            r["times"] += _train_block(m, r["opts"], r["scheds"], r["batches"], r["state"], share[name], amp,
+                                       channels_last)
+        msg = "  ".join(f"{k}: step {len(r['times'])}/{totals[k]} loss {r['state']['loss']:.4f}, "
+                        f"{1e3 * statistics.median(r['times']):.0f} ms/step" for k, r in run_state.items())
+        print(msg, file=sys.stderr, flush=True)
 
     ref = _reference(clf, test, train, args.n, args.seed)
     out = {"profile": args.profile, "dataset": dataset, "device": str(device), "threads": torch.get_num_threads(),
-           "steps": args.steps, "batch_size": batch, "precision": precision, "channels_last": channels_last,
+           "steps": args.steps, "steps_by_model": totals, "batch_size": batch, "precision": precision,
+           "channels_last": channels_last,
            "sampler": {"name": "ddim", "steps": ours.cfg.sample_steps, "eta": ours.cfg.ddim_eta},
            "ours_hparams": {k: hp[k] for k in ("width", "patch", "mults", "res_blocks", "attn_levels", "lr")},
            "n": args.n, "floor_fd": ref["floor"]["fd"],
@@ -246,7 +259,7 @@ def run(args) -> dict:
         imgs, secs = _sample_timed(m, args.n, args.sample_batch, args.seed, device, precision)
         times = run_state[name]["times"]
         out["models"][name] = {
-            "params": count_parameters(m.unet), "final_loss": run_state[name]["state"]["loss"],
+            "params": count_parameters(m.unet), "steps": len(times), "final_loss": run_state[name]["state"]["loss"],
             "ms_per_step_median": 1e3 * statistics.median(times), "ms_per_step_mean": 1e3 * statistics.fmean(times),
             "train_seconds": sum(times), "fd": _score(clf, imgs, ref)["fd"],
             "sample_ms_per_image": 1e3 * secs / args.n, **({"layout": m.layout} if name == "diffusers" else {})}
@@ -545,6 +558,9 @@ def _ddpm_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="small", choices=["smoke", "small", "full"],
                    help="whose hparams.ddpm, batch size and data settings to use (default small)")
     p.add_argument("--steps", type=int, default=1000, help="training steps of each model")
+    p.add_argument("--ours-steps", type=int, default=0,
+                   help="our model's training steps where they differ from --steps (e.g. as many as fit in the "
+                        "peer's training time: an equal-time comparison); the two still alternate in blocks")
     p.add_argument("--batch", type=int, default=0, help="batch size (0: the profile's)")
     p.add_argument("--block", type=int, default=25, help="steps per turn when the two models alternate")
     p.add_argument("--n", type=int, default=1000, help="samples for FD (and test images as its reference)")
