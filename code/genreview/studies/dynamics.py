@@ -201,9 +201,8 @@ def _run_spec(spec: dict, run: dict, dyn: DynamicsConfig, n_train: int, chosen: 
     ts["seed"] = run["seed"]
     ts["hparams"].update(run["changed"])
     train = ts["train"]
-    steps = short_run_steps(ts["model"], ts["hparams"], dyn.steps)
-    if run["kind"] == "beta":
-        steps = run_budget(ts["model"], ts["hparams"], dyn, chosen)
+    steps = (run_budget(ts["model"], ts["hparams"], dyn, chosen) if run["kind"] == "beta"
+             else short_run_steps(ts["model"], ts["hparams"], dyn.steps))
     train.update(
         batch_size=run["batch_size"], max_steps=steps,
         epochs=math.ceil(steps / (n_train // run["batch_size"])),
